@@ -1,0 +1,196 @@
+"""`python -m ser_fcn <command>`.
+
+Training commands (`fit`, `validate`, `test`, `predict`) go through LightningCLI, with
+`ser_fcn/configs/base.yaml` as the default config that experiment files override.
+Corpus commands (`manifest`, `demo-data`) are plain argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from .data.datamodule import SERDataModule
+from .training.callbacks import ResultsWriter
+from .training.module import SERModule
+
+BASE_CONFIG = Path(__file__).parent / "configs" / "base.yaml"
+RUN_DIR_ENV = "SER_FCN_RUN_DIR"  # shares one run dir with DDP's child processes
+
+
+class _SaveConfig(SaveConfigCallback):
+    """Saves the resolved config (without `run_dir`, so it can be reused for a new run)
+    to the run folder and to every logger (W&B's run config)."""
+
+    def __init__(self, parser, config, **kwargs):
+        config = config.clone()
+        config.run_dir = None
+        super().__init__(parser, config, **kwargs)
+
+    def save_config(self, trainer, pl_module, stage) -> None:
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        resolved.pop("config", None)
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": resolved})
+
+
+def _fresh_dir(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3` … if it exists: two runs never share a folder."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+class SERCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.net.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.n_bins", "model.n_bins", apply_on="instantiate")
+        parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
+        parser.add_argument(
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help="Folder of this run (checkpoints, config.yaml, results.json, W&B). "
+            "Default: runs/<config name>/<command>-<time>.",
+        )
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="fit: test the best checkpoint when training ends."
+        )
+
+    # --- one folder per run -------------------------------------------------------
+
+    def _config_name(self) -> str:
+        files = self.config[self.subcommand].get("config") or []
+        return Path(str(files[-1])).stem if files else "default"
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        run_dir = cfg.get("run_dir")
+        if not run_dir and os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP child: the parent chose it
+            run_dir = os.environ.get(RUN_DIR_ENV)
+        if not run_dir:
+            run_dir = _fresh_dir(Path("runs") / self._config_name() / f"{self.subcommand}-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+        run_dir = str(run_dir)
+        self.run_dir = Path(run_dir)
+        cfg.trainer.default_root_dir = run_dir
+        loggers = cfg.trainer.logger
+        for lg in loggers if isinstance(loggers, list) else [loggers]:
+            if hasattr(lg, "init_args") and lg.class_path.endswith("WandbLogger"):
+                if lg.init_args.get("save_dir") in (None, "."):
+                    lg.init_args.save_dir = run_dir
+                if lg.init_args.get("name") is None:
+                    lg.init_args.name = f"{self._config_name()}-{self.run_dir.name}"
+        for cb in cfg.trainer.get("callbacks") or []:
+            if hasattr(cb, "init_args") and cb.class_path.endswith("ModelCheckpoint") and cb.init_args.get("dirpath") is None:
+                cb.init_args.dirpath = str(self.run_dir / "checkpoints")
+
+    def after_instantiate_classes(self) -> None:
+        self.results_writer = ResultsWriter(self._config_name())
+        self.trainer.callbacks.append(self.results_writer)
+
+    # --- after the run: say where everything is ------------------------------------
+
+    def after_fit(self) -> None:
+        if not self.config.fit.get("test_after_fit"):
+            return
+        ckpt = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None)
+        self._summary(ckpt)
+
+    def after_test(self) -> None:
+        self._summary(self.config.test.get("ckpt_path"))
+
+    def _summary(self, ckpt: str | None) -> None:
+        r = getattr(self.model, "test_results", None)
+        if not r or not self.trainer.is_global_zero:
+            return
+        dm = self.datamodule
+        configs = " ".join(f"--config {c}" for c in (self.config[self.subcommand].get("config") or []))
+        lines = [
+            "",
+            "=" * 78,
+            f"test WA {100 * r['wa']:.1f}%   UA {100 * r['ua']:.1f}%   "
+            f"({dm.corpus_name} corpus, {dm.split.describe() if dm.split else ''})",
+            f"checkpoint : {ckpt}",
+            f"run folder : {self.run_dir}  (results.json, config.yaml, W&B offline run: `wandb sync {self.run_dir}/wandb/offline-run-*`)",
+            f"reproduce  : python -m ser_fcn test {configs} --ckpt_path {ckpt}",
+            "=" * 78,
+        ]
+        print("\n".join(lines), flush=True)
+
+
+def _cmd_manifest(argv: list[str]) -> None:
+    from .data.iemocap import PAPER_CLASSES, read_iemocap
+    from .data.manifest import count_table, write_manifest
+
+    p = argparse.ArgumentParser(prog="python -m ser_fcn manifest", description="IEMOCAP_full_release -> CSV manifest")
+    p.add_argument("--root", required=True, help="the IEMOCAP_full_release folder")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--classes", nargs="+", default=list(PAPER_CLASSES))
+    p.add_argument("--merge_exc", action="store_true", help="count exc as hap")
+    p.add_argument("--include_scripted", action="store_true", help="keep scripted dialogs too")
+    a = p.parse_args(argv)
+    try:
+        rows, summary = read_iemocap(a.root, a.classes, a.merge_exc, a.include_scripted)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    write_manifest(rows, a.out)
+    print(summary.report())
+    print(count_table(rows, a.classes))
+    print(f"wrote {len(rows)} utterances to {a.out}")
+
+
+def _cmd_demo_data(argv: list[str]) -> None:
+    from .data.demo_corpus import generate_demo_corpus
+
+    p = argparse.ArgumentParser(prog="python -m ser_fcn demo-data", description="write the synthetic demo corpus (IEMOCAP layout)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--utterances_per_speaker", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    s = generate_demo_corpus(a.out, utterances_per_speaker=a.utterances_per_speaker, seed=a.seed)
+    print(f"demo corpus: {s.root} ({len(s.utterances)} labelled utterances)")
+
+
+COMMANDS = {"manifest": _cmd_manifest, "demo-data": _cmd_demo_data}
+
+
+def run_cli(args: list[str] | None = None) -> SERCLI:
+    subcommands = SERCLI.subcommands()
+    try:
+        return SERCLI(
+            SERModule,
+            SERDataModule,
+            save_config_callback=_SaveConfig,
+            auto_configure_optimizers=False,
+            parser_kwargs={s: {"default_config_files": [str(BASE_CONFIG)]} for s in subcommands},
+            args=args,
+        )
+    finally:
+        _finish_wandb()
+
+
+def _finish_wandb() -> None:
+    """Close this command's W&B run, so its offline folder is complete and the next run is new."""
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        sys.modules["wandb"].finish()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in COMMANDS:
+        COMMANDS[words[0]](words[1:])
+        return
+    run_cli(argv)

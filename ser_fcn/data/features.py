@@ -1,0 +1,217 @@
+"""The paper's log spectrogram, and an on-disk cache of it.
+
+Cache entries are keyed by the audio file (path, size, modification time) and the
+feature settings, so a changed file or setting is simply a miss. Each entry carries a
+CRC of its payload: a truncated or corrupt entry is detected and rebuilt, never loaded.
+Writes go to a temporary file renamed into place, so two processes building the same
+cache leave it whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .audio import SAMPLE_RATE, AudioError, load_audio
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpectrogramConfig:
+    """Feature settings; the defaults are the paper's (section III-A)."""
+
+    sample_rate: int = SAMPLE_RATE
+    win_ms: float = 40.0  # Hamming window of 40 ms (the paper found it better than Satt's 20 ms)
+    hop_ms: float = 10.0  # 10 ms shift
+    n_fft: int = 800  # DFT length 800
+    n_bins: int = 200  # the 200 lowest bins: 0 .. 4 kHz at 16 kHz
+    eps: float = 1e-6  # log floor: a silent frame gives log(eps), finite
+
+    @property
+    def win_length(self) -> int:
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of a signal of `n_samples` (no centring: every frame is real audio)."""
+        return 0 if n_samples < self.win_length else 1 + (n_samples - self.win_length) // self.hop_length
+
+    def digest(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + f"|format{_FORMAT}"
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def log_spectrogram(wave: torch.Tensor, cfg: SpectrogramConfig = SpectrogramConfig()) -> torch.Tensor:
+    """`(n_bins, n_frames)` natural-log STFT magnitude of a 1-D wave at `cfg.sample_rate`."""
+    if wave.numel() < cfg.win_length:
+        raise ValueError(f"{wave.numel()} samples is shorter than one {cfg.win_ms:g} ms window")
+    if cfg.n_bins > cfg.n_fft // 2 + 1:
+        raise ValueError(f"n_bins={cfg.n_bins} exceeds the {cfg.n_fft // 2 + 1} bins of a {cfg.n_fft}-point DFT")
+    # torch.stft centres the window inside each n_fft-long frame; padding the signal by
+    # that offset makes frame k the 40 ms of audio starting at sample k * hop, zero-padded
+    # to the 800-point DFT (the window is 0 on the padding, so no audio is invented).
+    left = (cfg.n_fft - cfg.win_length) // 2
+    padded = torch.nn.functional.pad(wave.float()[None], (left, cfg.n_fft - cfg.win_length - left))[0]
+    spec = torch.stft(
+        padded,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        win_length=cfg.win_length,
+        window=torch.hamming_window(cfg.win_length),
+        center=False,
+        return_complex=True,
+    )
+    return torch.log(spec[: cfg.n_bins].abs() + cfg.eps)
+
+
+# --- the cache ---------------------------------------------------------------------
+
+_MAGIC = b"SERFCN\x00\x01"
+_FORMAT = 1
+_HEADER = struct.Struct("<8sIIIB")  # magic, crc32 of payload, n_bins, n_frames, dtype code
+_DTYPES = {0: np.float16, 1: np.float32}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+
+class CacheEntryError(ValueError):
+    """A cache file that is truncated, corrupt or of another format."""
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_entry(features: torch.Tensor, dtype: np.dtype) -> bytes:
+    arr = np.ascontiguousarray(features.numpy().astype(dtype))
+    body = arr.tobytes()
+    return _HEADER.pack(_MAGIC, zlib.crc32(body), arr.shape[0], arr.shape[1], _CODES[np.dtype(dtype)]) + body
+
+
+def decode_entry(blob: bytes, path: Path) -> np.ndarray:
+    if len(blob) < _HEADER.size:
+        raise CacheEntryError(f"{path}: truncated cache entry ({len(blob)} bytes)")
+    magic, crc, n_bins, n_frames, code = _HEADER.unpack_from(blob)
+    if magic != _MAGIC or code not in _DTYPES:
+        raise CacheEntryError(f"{path}: not a ser_fcn cache entry")
+    body = memoryview(blob)[_HEADER.size :]
+    dtype = np.dtype(_DTYPES[code])
+    if len(body) != n_bins * n_frames * dtype.itemsize:
+        raise CacheEntryError(f"{path}: truncated cache entry")
+    if zlib.crc32(body) != crc:
+        raise CacheEntryError(f"{path}: corrupt cache entry (checksum mismatch)")
+    return np.frombuffer(body, dtype=dtype).reshape(n_bins, n_frames)
+
+
+class FeatureCache:
+    """Spectrograms of audio files, computed once and kept under `root/<settings digest>/`.
+
+    `dtype="float16"` halves memory and disk; the log magnitudes need no more precision.
+    """
+
+    def __init__(self, root: str | Path, cfg: SpectrogramConfig = SpectrogramConfig(), dtype: str = "float16"):
+        self.cfg = cfg
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in _CODES:
+            raise ValueError(f"cache dtype must be float16 or float32, not {dtype}")
+        self.dir = Path(root) / f"{cfg.digest()}-{self.dtype.name}"
+
+    def entry_path(self, audio: str | Path) -> Path:
+        """Where the features of `audio` as it is now live (raises AudioError if it is gone)."""
+        audio = Path(audio).resolve()
+        try:
+            st = audio.stat()
+        except FileNotFoundError:
+            raise AudioError(audio, "file not found (was it moved or deleted after the manifest was written?)") from None
+        key = hashlib.sha1(f"{audio}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+        return self.dir / key[:2] / f"{key}.bin"
+
+    def compute(self, audio: str | Path) -> torch.Tensor:
+        wave = load_audio(audio, self.cfg.sample_rate)
+        if wave.numel() < self.cfg.win_length:
+            raise AudioError(audio, f"shorter than one analysis window ({wave.numel()} samples < {self.cfg.win_length})")
+        return log_spectrogram(wave, self.cfg)
+
+    def build(self, audio: str | Path) -> np.ndarray:
+        """Compute and store the features of `audio` (overwriting a stale or broken entry)."""
+        feats = self.compute(audio)
+        blob = encode_entry(feats, self.dtype)
+        _write_atomic(self.entry_path(audio), blob)
+        return decode_entry(blob, Path(audio))
+
+    def load(self, audio: str | Path) -> np.ndarray:
+        """Features of `audio`: from the cache when the entry is whole, else rebuilt."""
+        path = self.entry_path(audio)
+        try:
+            return decode_entry(path.read_bytes(), path)
+        except FileNotFoundError:
+            pass
+        except CacheEntryError as e:
+            log.warning("%s; rebuilding it from %s", e, audio)
+        return self.build(audio)
+
+    def has(self, audio: str | Path) -> bool:
+        return self.entry_path(audio).is_file()
+
+    def n_frames(self, audio: str | Path) -> int:
+        """Frame count from an entry's header (building it if absent)."""
+        path = self.entry_path(audio)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(_HEADER.size)
+            if len(head) == _HEADER.size and head[:8] == _MAGIC:
+                return _HEADER.unpack(head)[3]
+        except FileNotFoundError:
+            pass
+        return self.build(audio).shape[1]
+
+    def ensure(self, audios: list[str | Path], progress: bool = True, skip_bad: bool = False) -> tuple[list[int | None], list[AudioError]]:
+        """Build every missing entry. Returns the frame counts (None for a skipped file) and the errors.
+
+        With `skip_bad=False` the first unusable file stops it with an :class:`AudioError`
+        naming the file; with `skip_bad=True` such files are skipped and returned, to be counted.
+        """
+        missing = [a for a in audios if not self.has(a)]
+        if missing:
+            for a in tqdm(missing, desc=f"spectrograms -> {self.dir.name}", unit="file", disable=not progress):
+                try:
+                    self.build(a)
+                except AudioError:
+                    if not skip_bad:
+                        raise
+        frames: list[int | None] = []
+        errors: list[AudioError] = []
+        for a in audios:
+            try:
+                frames.append(self.n_frames(a))
+            except AudioError as e:
+                if not skip_bad:
+                    raise
+                frames.append(None)
+                errors.append(e)
+        return frames, errors

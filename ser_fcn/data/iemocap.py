@@ -1,0 +1,174 @@
+"""IEMOCAP_full_release -> manifest rows.
+
+Only the per-dialog summary files `SessionN/dialog/EmoEvaluation/<dialog>.txt` are read;
+per-annotator folders (`Categorical/`, `Attribute/`, `Self-evaluation/`) and macOS `._*`
+files are ignored. The speaker is the first letter of the LAST `_` segment of the id
+(`Ses01F_impro01_M003` is the male actor), never a fixed character position, which
+irregular dialog names such as `Ses03M_impro05a` and `Ses05M_script01_1b` would break.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .audio import AudioError, check_audio_file
+from .manifest import Utterance
+
+CODES = ("neu", "hap", "exc", "sad", "ang", "fru", "sur", "fea", "dis", "oth", "xxx")
+PAPER_CLASSES = ("neu", "hap", "sad", "ang")  # the paper's 4 classes (improvised only)
+
+_NUM = r"(\d+(?:\.\d*)?)"
+_SUMMARY = re.compile(rf"^\[{_NUM} - {_NUM}\]\t(\S+)\t(\S+)\t\[([^\]]*)\]\s*$")
+_UTT_ID = re.compile(r"^Ses(\d+)[FM]_[^\t ]+_([FM])[^_\s]*$")
+
+
+class LabelFileError(ValueError):
+    """A label file that does not follow IEMOCAP's format; names the file and line."""
+
+
+@dataclass(frozen=True)
+class LabelLine:
+    utterance_id: str
+    start_s: float
+    end_s: float
+    code: str
+
+
+def parse_utterance_id(utt: str) -> tuple[int, str, str, bool]:
+    """(session, speaker like "1M", dialog, improvised) of an IEMOCAP utterance id."""
+    m = _UTT_ID.match(utt)
+    if not m:
+        raise ValueError(f"not an IEMOCAP utterance id: {utt!r}")
+    session = int(m.group(1))
+    dialog, last = utt.rsplit("_", 1)
+    return session, f"{session}{last[0]}", dialog, "impro" in dialog
+
+
+def parse_label_file(path: str | Path, text: str | None = None) -> list[LabelLine]:
+    """Summary lines of one EmoEvaluation file. Annotator lines and headers are skipped;
+    a line that starts with `[` but is not a well-formed summary line is an error."""
+    path = Path(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8", errors="strict")
+        except UnicodeDecodeError as e:
+            raise LabelFileError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    out = []
+    for no, line in enumerate(text.splitlines(), start=1):
+        if not line.startswith("["):
+            continue
+        m = _SUMMARY.match(line)
+        if not m:
+            raise LabelFileError(f"{path}:{no}: malformed summary line {line[:80]!r}")
+        start, end, utt, code = float(m.group(1)), float(m.group(2)), m.group(3), m.group(4)
+        if code not in CODES:
+            raise LabelFileError(f"{path}:{no}: unknown emotion code {code!r} (known: {' '.join(CODES)})")
+        try:
+            parse_utterance_id(utt)
+        except ValueError as e:
+            raise LabelFileError(f"{path}:{no}: {e}") from None
+        if end < start:
+            raise LabelFileError(f"{path}:{no}: segment ends ({end}) before it starts ({start})")
+        out.append(LabelLine(utt, start, end, code))
+    return out
+
+
+@dataclass
+class ReadSummary:
+    """What the reader saw and why anything was left out: shown to the user."""
+
+    label_files: int = 0
+    summary_lines: int = 0
+    codes: Counter = field(default_factory=Counter)
+    excluded_scripted: int = 0
+    excluded_class: Counter = field(default_factory=Counter)
+    bad_audio: list[AudioError] = field(default_factory=list)
+    kept: int = 0
+
+    def report(self) -> str:
+        lines = [
+            f"{self.label_files} label files, {self.summary_lines} labelled utterances "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.codes.items()))})",
+            f"kept {self.kept}",
+        ]
+        if self.excluded_scripted:
+            lines.append(f"left out {self.excluded_scripted} scripted (data.include_scripted=true keeps them)")
+        if self.excluded_class:
+            lines.append(
+                "left out, label not in the class list: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.excluded_class.items()))
+            )
+        if self.bad_audio:
+            lines.append(f"SKIPPED {len(self.bad_audio)} unusable wav file(s):")
+            lines += [f"  {e}" for e in self.bad_audio[:20]]
+            if len(self.bad_audio) > 20:
+                lines.append(f"  … and {len(self.bad_audio) - 20} more")
+        return "\n".join(lines)
+
+
+def find_corpus_root(root: str | Path) -> Path:
+    """`root` itself, or its `IEMOCAP_full_release` child; clear error otherwise."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"IEMOCAP root {root} does not exist")
+    for cand in (root, root / "IEMOCAP_full_release"):
+        if any(cand.glob("Session[0-9]*/dialog/EmoEvaluation")):
+            return cand
+    raise FileNotFoundError(
+        f"{root}: no Session*/dialog/EmoEvaluation folders; point data.root at IEMOCAP_full_release"
+    )
+
+
+def read_iemocap(
+    root: str | Path,
+    classes: tuple[str, ...] | list[str] = PAPER_CLASSES,
+    merge_exc: bool = False,
+    include_scripted: bool = False,
+    progress: bool = True,
+    min_duration_s: float = 0.040,  # one 40 ms analysis window
+) -> tuple[list[Utterance], ReadSummary]:
+    """Manifest rows of the wanted subset of an IEMOCAP tree, and a summary of the rest.
+
+    Defaults are the paper's subset: improvised only, neu/hap/sad/ang, exc left out
+    (`merge_exc=True` relabels exc as hap, as most later work does).
+    """
+    root = find_corpus_root(root)
+    summary = ReadSummary()
+    label_files = sorted(
+        p for p in root.glob("Session*/dialog/EmoEvaluation/*.txt") if not p.name.startswith("._")
+    )
+    rows: list[Utterance] = []
+    for lf in tqdm(label_files, desc="IEMOCAP label files", unit="file", disable=not progress):
+        summary.label_files += 1
+        session_dir = lf.parents[2]
+        for ll in parse_label_file(lf):
+            summary.summary_lines += 1
+            summary.codes[ll.code] += 1
+            session, speaker, dialog, improvised = parse_utterance_id(ll.utterance_id)
+            label = "hap" if merge_exc and ll.code == "exc" else ll.code
+            if not improvised and not include_scripted:
+                summary.excluded_scripted += 1
+                continue
+            if label not in classes:
+                summary.excluded_class[label] += 1
+                continue
+            wav = session_dir / "sentences" / "wav" / dialog / f"{ll.utterance_id}.wav"
+            try:
+                info = check_audio_file(wav)
+                if info.frames < min_duration_s * info.samplerate:
+                    raise AudioError(wav, f"shorter than one analysis window ({info.frames / info.samplerate * 1000:.1f} ms)")
+            except AudioError as e:
+                summary.bad_audio.append(e)
+                continue
+            rows.append(
+                Utterance(ll.utterance_id, str(wav), label, speaker, session, improvised, info.frames / info.samplerate)
+            )
+    summary.kept = len(rows)
+    if not label_files:
+        raise FileNotFoundError(f"{root}: no label files under Session*/dialog/EmoEvaluation")
+    return rows, summary

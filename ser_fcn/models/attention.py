@@ -1,0 +1,48 @@
+"""The 2-D attention layer of the paper (section II-B, eq. 1-4) and the classifier on top."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["AttentionHead"]
+
+
+class AttentionHead(nn.Module):
+    """Attention pooling over the F' x T' grid of encoder vectors, then dropout + Linear.
+
+    The encoder output (B, C, F', T') is read as L = F' * T' vectors a_i in R^C (eq. 1);
+    e_i = u^T tanh(W a_i + b) (eq. 2); alpha = softmax(lam * e) over the valid positions
+    (eq. 3); c = sum_i alpha_i a_i (eq. 4). Time steps at or beyond `lengths` get -inf before
+    the softmax, so their alpha is exactly 0. lam = 0 gives uniform weights, i.e. mean pooling
+    over the valid positions (the ablation).
+
+    forward(features, lengths) -> (logits (B, num_classes), alpha (B, F', T')).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        attn_dim: int = 256,  # size of W a_i; the paper does not give it
+        lam: float = 0.3,  # lambda of eq. 3; the paper uses 0.3 "for the balance"
+        dropout: float = 0.5,  # before the classifier; AlexNet's value, the paper gives none
+    ) -> None:
+        super().__init__()
+        self.lam = lam
+        self.proj = nn.Linear(in_channels, attn_dim)  # W, b of eq. 2
+        self.context = nn.Linear(attn_dim, 1, bias=False)  # u of eq. 2
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(in_channels, num_classes))
+
+    def forward(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        b, _, f, t = features.shape
+        a = features.flatten(2).transpose(1, 2)  # (B, L, C), position i = freq * T' + time
+        e = self.context(torch.tanh(self.proj(a))).squeeze(-1)  # (B, L)
+        scores = self.lam * e  # scale before masking: 0 * -inf would be nan
+        if lengths is not None:
+            valid = torch.arange(t, device=features.device) < lengths.to(features.device)[:, None]
+            valid = valid[:, None, :].expand(b, f, t).reshape(b, f * t)
+            scores = scores.masked_fill(~valid, float("-inf"))
+        alpha = torch.softmax(scores, dim=-1)  # (B, L)
+        c = torch.bmm(alpha.unsqueeze(1), a).squeeze(1)  # (B, C)
+        return self.classifier(c), alpha.view(b, f, t)

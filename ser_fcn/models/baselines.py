@@ -1,0 +1,47 @@
+"""The paper's baselines (section III-C, Table I): torchvision AlexNet / VGG16 on 3 s segments.
+
+Segments of fixed size (300 frames, zero-padded as in the paper's reference [9]) go through
+the whole ImageNet network; only the last layer has `num_classes` outputs. The utterance
+score is the mean of its segments' posteriors (done by the training code, not here).
+"""
+
+from __future__ import annotations
+
+import torchvision
+from torch import Tensor, nn
+
+from ser_fcn.models.weights import load_imagenet, one_channel_conv
+
+__all__ = ["SegmentClassifier"]
+
+ARCHS = {"alexnet": torchvision.models.alexnet, "vgg16": torchvision.models.vgg16}
+
+
+class SegmentClassifier(nn.Module):
+    """torchvision AlexNet or VGG16 with a 1-channel conv1 and a `num_classes` last layer.
+
+    Keeps torchvision's `features` / `avgpool` / `classifier` names, so ImageNet weights load
+    with no key surgery: `weights` is None, "imagenet" or a local torchvision `.pth`. conv1 is
+    summed over RGB (same as repeating the spectrogram on 3 channels); the last layer
+    (`classifier.6`) keeps its fresh init. As in torchvision, AlexNet here has no LRN.
+
+    forward(x (B, 1, F, T), lengths ignored) -> (logits (B, num_classes), None).
+    """
+
+    def __init__(self, num_classes: int, arch: str = "alexnet", weights: str | None = None) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
+        # torchvision's own init for every layer, the last one (classifier.6) included
+        net = ARCHS[arch](num_classes=num_classes)
+        self.features, self.avgpool, self.classifier = net.features, net.avgpool, net.classifier
+        self.features[0] = conv1 = one_channel_conv(self.features[0])
+        if arch == "vgg16":  # re-apply torchvision's VGG init; AlexNet's is PyTorch's default
+            nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv1.bias)
+        if weights is not None:
+            load_imagenet(self, arch, weights, skip=("classifier.6.",))  # the last layer is ours
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, None]:
+        x = self.avgpool(self.features(x)).flatten(1)
+        return self.classifier(x), None

@@ -1,0 +1,58 @@
+"""The paper's model: a fully convolutional encoder followed by the 2-D attention head."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ser_fcn.models.alexnet_fcn import AlexNetFCN
+from ser_fcn.models.attention import AttentionHead
+from ser_fcn.models.weights import load_imagenet
+
+__all__ = ["ENCODERS", "FCNAttention"]
+
+# name -> encoder class; a class has `out_channels`, `min_frames`, `output_lengths`,
+# `imagenet_arch` and `imagenet_skip`, and forward(x, lengths) -> (features, out_lengths)
+ENCODERS: dict[str, type[nn.Module]] = {"alexnet": AlexNetFCN}
+
+
+class FCNAttention(nn.Module):
+    """Attention based fully convolutional network (paper, Fig. 2).
+
+    `weights`: None (random init), "imagenet" (torchvision download) or the path of a local
+    torchvision `.pth`; only the encoder is initialised from it (conv1 summed over RGB).
+
+    forward(x (B, 1, F, T), lengths (B,)) -> (logits (B, num_classes), attention (B, F', T')).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        encoder: str = "alexnet",
+        weights: str | None = None,
+        lam: float = 0.3,  # lambda of eq. 3, the paper's value
+        attn_dim: int = 256,  # the paper does not give it
+        dropout: float = 0.5,  # the paper does not give it
+    ) -> None:
+        super().__init__()
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}; known encoders: {sorted(ENCODERS)}")
+        self.encoder = ENCODERS[encoder]()
+        if weights is not None:
+            enc = self.encoder
+            load_imagenet(enc, enc.imagenet_arch, weights, skip=enc.imagenet_skip)
+        self.head = AttentionHead(
+            self.encoder.out_channels, num_classes, attn_dim=attn_dim, lam=lam, dropout=dropout
+        )
+
+    @property
+    def min_frames(self) -> int:
+        """Shortest input (frames) the encoder maps to >= 1 step; shorter ones are zero-padded."""
+        return self.encoder.min_frames
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Valid time steps of the attention map for inputs of `lengths` frames."""
+        return self.encoder.output_lengths(lengths)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        features, out_lengths = self.encoder(x, lengths)
+        return self.head(features, out_lengths)

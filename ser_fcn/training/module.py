@@ -1,0 +1,173 @@
+"""SERModule: training logic around any `net(x, lengths) -> (logits, attention)`.
+
+The network is built elsewhere and passed in (lightning-hydra-template style); this
+module owns input normalisation, the loss, the metrics and the optimiser.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from ..data.collate import lengths_to_mask
+from .metrics import UtterancePosteriors
+
+
+class SERModule(L.LightningModule):
+    """Args:
+        net: the network (e.g. `ser_fcn.models.FCNAttention`).
+        num_classes: number of emotion classes (linked from `data.num_classes`).
+        n_bins: spectrogram bins (linked from `data.n_bins`); sizes the normalisation buffers.
+        class_names: names of the classes, in output order (linked from `data.classes`).
+        optimizer, scheduler: factories, configured in YAML (no optimizer: Adam, lr 1e-4).
+        class_weighted_loss: weight the loss by inverse training class frequency
+            (IEMOCAP is imbalanced; this trades WA for UA).
+        check_finite: stop with the offending utterance ids when a batch or loss is NaN/Inf.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int = 4,
+        n_bins: int = 200,
+        class_names: list[str] | None = None,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
+        class_weighted_loss: bool = False,
+        check_finite: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        # under LightningCLI hparams hold the config of these, not the callables
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        # per-bin input statistics of the training split, saved with the checkpoint
+        self.register_buffer("feature_mean", torch.zeros(n_bins))
+        self.register_buffer("feature_std", torch.ones(n_bins))
+        self.register_buffer("class_weights", torch.ones(num_classes))
+
+        self.train_wa = MulticlassAccuracy(num_classes, average="micro")
+        self.train_loss = MeanMetric()
+        self.pad_frames = MeanMetric()
+        self.eval_posteriors = nn.ModuleDict({s: UtterancePosteriors() for s in ("val", "test")})
+        self.wa = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")})
+        self.ua = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="macro") for s in ("val", "test")})
+        self.test_confmat = MulticlassConfusionMatrix(num_classes)
+        self.val_ua_best = MaxMetric()
+        self.test_results: dict | None = None
+
+    # --- set-up ---------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and dm is not None and getattr(dm, "feature_mean", None) is not None:
+            self.feature_mean.copy_(dm.feature_mean)
+            self.feature_std.copy_(dm.feature_std)
+            counts = torch.tensor(dm.class_counts, dtype=torch.float)
+            if self.hparams.class_weighted_loss:
+                self.class_weights.copy_(counts.sum() / (len(counts) * counts.clamp_min(1)))
+        if dm is not None and getattr(dm, "classes", None):
+            self.class_names = list(dm.classes)
+
+    def configure_optimizers(self):
+        make = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=1e-4))
+        opt = make(self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
+
+    # --- forward ----------------------------------------------------------------------
+
+    def normalize(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Standardise each bin with the training statistics; padding stays exactly 0."""
+        mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)[:, None, None, :]
+        return (x - self.feature_mean[:, None]) / self.feature_std[:, None] * mask
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        return self.net(self.normalize(x, lengths), lengths)
+
+    def _check_finite(self, batch: dict, what: str, values: torch.Tensor) -> None:
+        if not self.hparams.check_finite:
+            return
+        bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1) if values.dim() else ~torch.isfinite(values)
+        if bad.any():
+            ids = [batch["ids"][i] for i in bad.nonzero().flatten().tolist()] if values.dim() else batch["ids"]
+            raise FloatingPointError(
+                f"non-finite {what} at global step {self.global_step}; utterance(s): {', '.join(ids[:20])}. "
+                "Training stopped so the model is not filled with NaN."
+            )
+
+    # --- steps ------------------------------------------------------------------------
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self._check_finite(batch, "input features", batch["x"])
+        logits, _ = self(batch["x"], batch["lengths"])
+        loss = F.cross_entropy(logits.float(), batch["y"], weight=self.class_weights)
+        self._check_finite(batch, "loss", loss)
+        self.train_loss(loss)
+        self.train_wa(logits, batch["y"])
+        n = batch["lengths"]
+        self.pad_frames.update(1 - n.sum() / (n.numel() * batch["x"].shape[-1]), weight=n.numel() * batch["x"].shape[-1])
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(n))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss_epoch", self.train_loss.compute(), sync_dist=True)
+        self.log("train/wa", self.train_wa.compute(), sync_dist=True)
+        self.log("train/pad_fraction", self.pad_frames.compute(), sync_dist=True)
+        for m in (self.train_loss, self.train_wa, self.pad_frames):
+            m.reset()
+
+    def _eval_step(self, split: str, batch: dict) -> torch.Tensor:
+        logits, _ = self(batch["x"], batch["lengths"])
+        loss = F.cross_entropy(logits.float(), batch["y"])
+        self.eval_posteriors[split].update(batch["utt_index"], logits.float().softmax(-1), batch["y"])
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(batch["y"]))
+        return loss
+
+    def _eval_epoch_end(self, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        utt, probs, target = self.eval_posteriors[split].compute()
+        self.eval_posteriors[split].reset()
+        wa = self.wa[split](probs, target)
+        ua = self.ua[split](probs, target)
+        self.wa[split].reset()
+        self.ua[split].reset()
+        self.log(f"{split}/wa", wa, prog_bar=True)
+        self.log(f"{split}/ua", ua, prog_bar=True)
+        return utt, probs, target
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+        if not self.trainer.sanity_checking:
+            self.val_ua_best(self.trainer.callback_metrics["val/ua"])
+            self.log("val/ua_best", self.val_ua_best.compute())
+
+    def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        utt, probs, target = self._eval_epoch_end("test")
+        confmat = self.test_confmat(probs.argmax(-1), target).cpu()
+        self.test_confmat.reset()
+        recalls = confmat.diag().float() / confmat.sum(1).clamp_min(1).float()
+        self.test_results = {
+            "wa": float(self.trainer.callback_metrics["test/wa"]),
+            "ua": float(self.trainer.callback_metrics["test/ua"]),
+            "n_utterances": int(len(utt)),
+            "classes": self.class_names,
+            "confusion_matrix": confmat.tolist(),
+            "recall_per_class": dict(zip(self.class_names, recalls.tolist())),
+        }
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        logits, attention = self(batch["x"], batch["lengths"])
+        return {"ids": batch["ids"], "probs": logits.float().softmax(-1), "attention": attention}

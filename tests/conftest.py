@@ -1,0 +1,29 @@
+import os
+import shutil
+
+import pytest
+
+from ser_fcn.data.demo_corpus import generate_demo_corpus
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory):
+    """A small demo corpus in IEMOCAP's layout, shared by the whole test session (read-only)."""
+    return generate_demo_corpus(tmp_path_factory.mktemp("demo"), utterances_per_speaker=24, seed=1, progress=False)
+
+
+@pytest.fixture
+def demo_corpus_copy(demo_corpus, tmp_path):
+    """A private copy of the demo corpus root, for tests that damage it."""
+    dst = tmp_path / "IEMOCAP_full_release"
+    shutil.copytree(demo_corpus.root, dst)
+    return dst
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep every test's feature cache and demo corpus out of the user's ~/.cache."""
+    monkeypatch.setenv("SER_FCN_CACHE", str(tmp_path_factory.getbasetemp() / "ser_fcn_cache"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_DISABLE_GIT", "true")

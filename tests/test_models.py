@@ -1,0 +1,345 @@
+"""Tests of ser_fcn.models: exact length masking, length arithmetic, ImageNet loading, attention."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from ser_fcn.models import AlexNetFCN, AttentionHead, FCNAttention, SegmentClassifier, load_imagenet
+from ser_fcn.models.weights import IMAGENET_WEIGHTS
+
+N_BINS = 200  # frequency bins of the paper's spectrogram
+
+
+def _batch(lengths, n_bins=N_BINS, seed=0):
+    """Random spectrogram batch, zero beyond each row's length (the collate's contract)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths, dtype=torch.long)
+    x = torch.randn(len(lengths), 1, n_bins, int(lengths.max()), generator=g)
+    valid = torch.arange(x.shape[-1]) < lengths[:, None]
+    return x * valid[:, None, None, :], lengths
+
+
+def _entropy(p):
+    p = p.flatten(1)
+    return -(p * torch.log(p.clamp_min(1e-30))).sum(1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return FCNAttention(num_classes=4).eval()
+
+
+@pytest.fixture(scope="module")
+def alexnet_file(tmp_path_factory):
+    """A torchvision alexnet() state dict (fixed seed) saved as a local .pth."""
+    torch.manual_seed(123)
+    state = torchvision.models.alexnet().state_dict()
+    path = tmp_path_factory.mktemp("weights") / "alexnet.pth"
+    torch.save(state, path)
+    return path, state
+
+
+# ---------------------------------------------------------------- length arithmetic
+
+
+def test_min_frames_is_the_true_minimum():
+    enc = AlexNetFCN().eval()
+    assert enc.min_frames == 63  # 200 x T input, AlexNet strides: 4 * 2 * 2 * 2, kernel 11
+    with torch.no_grad():
+        assert enc.features(torch.randn(1, 1, N_BINS, enc.min_frames)).shape[-1] == 1
+        with pytest.raises(RuntimeError):  # one frame less: a pool has nothing left
+            enc.features(torch.randn(1, 1, N_BINS, enc.min_frames - 1))
+
+
+def test_output_lengths_match_the_encoder():
+    enc = AlexNetFCN().eval()
+    # 34 consecutive lengths cover every remainder of the total stride (4 * 2 * 2 * 2 = 32)
+    lengths = list(range(63, 97)) + [256, 257, 333, 1001]
+    got = enc.output_lengths(torch.tensor(lengths))
+    with torch.no_grad():
+        for n, n_out in zip(lengths, got.tolist()):
+            # the frequency axis does not matter for the time arithmetic; keep it small
+            assert enc.features(torch.zeros(1, 1, 63, n)).shape[-1] == n_out, n
+    # shorter inputs are padded up to min_frames: one output step, and forward agrees
+    assert enc.output_lengths(torch.tensor([1, 30, 62])).tolist() == [1, 1, 1]
+    with torch.no_grad():
+        feats, out_len = enc(torch.randn(2, 1, N_BINS, 30), torch.tensor([30, 12]))
+    assert feats.shape[-1] == 1 and out_len.tolist() == [1, 1]
+    assert feats.shape[1:3] == (256, 5)  # F' = 5 for 200 bins
+
+
+# ---------------------------------------------------------------- exact masking
+
+LENGTHS = [517, 300, 129, 100, 64, 63, 40]  # includes exactly min_frames and one shorter
+
+
+@torch.no_grad()
+def test_batched_equals_alone(model):
+    x, lengths = _batch(LENGTHS)
+    logits, attn = model(x, lengths)
+    out_len = model.output_lengths(lengths)
+    assert attn.shape == (len(LENGTHS), 5, int(out_len.max()))
+    for i, n in enumerate(LENGTHS):
+        lone_logits, lone_attn = model(x[i : i + 1, :, :, :n], lengths[i : i + 1])
+        t = int(out_len[i])
+        assert lone_attn.shape[-1] == t
+        torch.testing.assert_close(logits[i], lone_logits[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(attn[i, :, :t], lone_attn[0], atol=1e-5, rtol=0)
+        assert torch.all(attn[i, :, t:] == 0)  # exactly zero on padded steps
+        torch.testing.assert_close(attn[i].sum(), torch.tensor(1.0), atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_batch_of_short_utterances_only(model):
+    """T_max < min_frames: the batch itself is padded; each row still equals its lone answer."""
+    x, lengths = _batch([50, 20, 1], seed=1)
+    logits, attn = model(x, lengths)
+    assert attn.shape == (3, 5, 1)
+    for i, n in enumerate([50, 20, 1]):
+        lone_logits, lone_attn = model(x[i : i + 1, :, :, :n], lengths[i : i + 1])
+        torch.testing.assert_close(logits[i], lone_logits[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(attn[i], lone_attn[0], atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_without_per_layer_masking_batching_changes_the_answer(model):
+    """The equality above has teeth: running the same layers unmasked (only the attention
+    masked) changes every padded row's features by a lot and its logits by >> atol."""
+    x, lengths = _batch(LENGTHS)
+    out_len = model.output_lengths(lengths)
+    naive = model.encoder.features(x)
+    naive_logits, _ = model.head(naive, out_len)
+    for i, n in enumerate(LENGTHS[1:], start=1):  # every row shorter than the batch
+        lone, lone_len = model.encoder(x[i : i + 1, :, :, :n], lengths[i : i + 1])
+        lone_logits, _ = model.head(lone, lone_len)
+        t = int(out_len[i])
+        assert (naive[i, :, :, :t] - lone[0]).abs().max() > 0.05 * lone.abs().max(), n
+        assert (naive_logits[i] - lone_logits[0]).abs().max() > 10 * 1e-5, n
+
+
+def test_garbage_in_padding_is_ignored(model):
+    """Whatever sits beyond a row's length (the contract says zero) cannot change its answer."""
+    x, lengths = _batch([300, 90])
+    noisy = x.clone()
+    noisy[1, :, :, 90:] = 100.0
+    with torch.no_grad():
+        torch.testing.assert_close(model(noisy, lengths)[0], model(x, lengths)[0], atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- attention head
+
+
+def test_lam_zero_is_mean_pooling_over_valid_positions():
+    torch.manual_seed(0)
+    head = AttentionHead(in_channels=8, num_classes=3, lam=0.0).eval()
+    feats = torch.randn(2, 8, 5, 7)
+    lengths = torch.tensor([7, 3])
+    feats[1, :, :, 3:] = 0  # the encoder leaves padded steps at zero
+    logits, alpha = head(feats, lengths)
+    torch.testing.assert_close(alpha[0], torch.full((5, 7), 1 / 35))
+    torch.testing.assert_close(alpha[1, :, :3], torch.full((5, 3), 1 / 15))
+    assert torch.all(alpha[1, :, 3:] == 0)
+    mean = torch.stack([feats[0].mean((1, 2)), feats[1, :, :, :3].mean((1, 2))])
+    torch.testing.assert_close(logits, head.classifier(mean))
+
+
+def test_lam_controls_sharpness():
+    torch.manual_seed(0)
+    head = AttentionHead(in_channels=8, num_classes=3).eval()
+    assert head.lam == 0.3  # the paper's value is the default
+    feats, lengths = torch.randn(4, 8, 5, 9), torch.tensor([9, 9, 6, 2])
+    entropies = []
+    for lam in (0.0, 0.3, 1.0, 5.0):
+        head.lam = lam
+        _, alpha = head(feats, lengths)
+        torch.testing.assert_close(alpha.sum((1, 2)), torch.ones(4))
+        entropies.append(_entropy(alpha))
+    n_valid = 5 * lengths.float()
+    torch.testing.assert_close(entropies[0], torch.log(n_valid))  # uniform: maximal entropy
+    for sharper, softer in zip(entropies[1:], entropies[:-1]):
+        assert torch.all(sharper < softer)
+
+
+def test_head_ignores_padded_positions_even_if_nonzero():
+    torch.manual_seed(0)
+    head = AttentionHead(in_channels=8, num_classes=3).eval()
+    feats = torch.randn(1, 8, 5, 6)
+    padded = torch.cat([feats, torch.full((1, 8, 5, 4), 50.0)], dim=-1)
+    logits, alpha = head(padded, torch.tensor([6]))
+    lone_logits, lone_alpha = head(feats, torch.tensor([6]))
+    torch.testing.assert_close(logits, lone_logits)
+    torch.testing.assert_close(alpha[..., :6], lone_alpha)
+    assert torch.all(alpha[..., 6:] == 0)
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    model = FCNAttention(num_classes=4).train()
+    x, lengths = _batch([180, 90, 40])
+    logits, _ = model(x, lengths)
+    F.cross_entropy(logits, torch.tensor([0, 1, 3])).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.slow
+def test_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    model = FCNAttention(num_classes=4, dropout=0.0).train()
+    x, lengths = _batch([90, 80, 70, 63], n_bins=64, seed=3)
+    y = torch.tensor([0, 1, 2, 3])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(60):  # about 30 steps are needed
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x, lengths)[0], y)
+        loss.backward()
+        opt.step()
+        if loss < 0.02:
+            break
+    model.eval()
+    with torch.no_grad():
+        logits, _ = model(x, lengths)
+    assert F.cross_entropy(logits, y) < 0.1
+    assert torch.equal(logits.argmax(1), y)
+
+
+def test_unknown_encoder_is_named():
+    with pytest.raises(ValueError, match=r"'resnet'.*alexnet"):
+        FCNAttention(num_classes=4, encoder="resnet")
+    with pytest.raises(ValueError, match=r"'resnet'.*alexnet.*vgg16"):
+        SegmentClassifier(num_classes=4, arch="resnet")
+
+
+# ---------------------------------------------------------------- ImageNet weights
+
+
+def test_encoder_keys_are_torchvisions(alexnet_file):
+    _, tv_state = alexnet_file
+    ours = AlexNetFCN().state_dict()
+    tv_features = {k: v.shape for k, v in tv_state.items() if k.startswith("features.")}
+    assert set(ours) == set(tv_features)
+    for key, shape in tv_features.items():
+        expected = (shape[0], 1, *shape[2:]) if key == "features.0.weight" else shape
+        assert ours[key].shape == expected, key
+
+
+def test_rgb_sum_equals_repeated_input():
+    torch.manual_seed(0)
+    rgb = torchvision.models.alexnet().features[0]
+    grey = torch.nn.Conv2d(1, 64, kernel_size=11, stride=4, padding=2)
+    with torch.no_grad():
+        grey.weight.copy_(rgb.weight.sum(1, keepdim=True))
+        grey.bias.copy_(rgb.bias)
+        x = torch.randn(2, 1, 80, 90)
+        torch.testing.assert_close(grey(x), rgb(x.repeat(1, 3, 1, 1)), atol=1e-5, rtol=1e-5)
+
+
+def test_fcn_loads_imagenet_features_from_a_path(alexnet_file):
+    path, tv_state = alexnet_file
+    model = FCNAttention(num_classes=4, weights=str(path))
+    ours = model.encoder.state_dict()
+    torch.testing.assert_close(ours["features.0.weight"], tv_state["features.0.weight"].sum(1, keepdim=True))
+    for key in ours:
+        if key != "features.0.weight":
+            assert torch.equal(ours[key], tv_state[key]), key
+
+
+def test_alexnet_baseline_loads_all_but_its_last_layer(alexnet_file):
+    path, tv_state = alexnet_file
+    torch.manual_seed(7)
+    fresh = SegmentClassifier(num_classes=4)
+    torch.manual_seed(7)
+    model = SegmentClassifier(num_classes=4, weights=path)
+    ours = model.state_dict()
+    torch.testing.assert_close(ours["features.0.weight"], tv_state["features.0.weight"].sum(1, keepdim=True))
+    for key in ours:
+        if key.startswith("classifier.6."):
+            assert torch.equal(ours[key], fresh.state_dict()[key]), key  # untouched
+        elif key != "features.0.weight":
+            assert torch.equal(ours[key], tv_state[key]), key
+    assert model.classifier[6].out_features == 4
+    logits, attn = model.eval()(torch.randn(2, 1, N_BINS, 300), torch.tensor([300, 300]))
+    assert logits.shape == (2, 4) and attn is None
+
+
+def test_vgg16_baseline_loads_from_a_path(tmp_path):
+    torch.manual_seed(5)
+    path = tmp_path / "vgg16.pth"
+    torch.save(torchvision.models.vgg16().state_dict(), path)
+    model = SegmentClassifier(num_classes=3, arch="vgg16", weights=path)
+    tv_state = torch.load(path, weights_only=True, mmap=True)
+    ours = model.state_dict()
+    assert set(ours) == set(tv_state)
+    torch.testing.assert_close(ours["features.0.weight"], tv_state["features.0.weight"].sum(1, keepdim=True))
+    for key in ours:
+        if key.startswith("classifier.6."):  # ours, not the file's
+            assert ours[key].shape[0] == 3 and tv_state[key].shape[0] == 1000
+        elif key != "features.0.weight":
+            assert torch.equal(ours[key], tv_state[key]), key
+    with torch.no_grad():
+        logits, _ = model.eval()(torch.randn(1, 1, 32, 32), None)
+    assert logits.shape == (1, 3)
+
+
+def test_missing_weights_file(tmp_path):
+    path = tmp_path / "nope.pth"
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        FCNAttention(num_classes=4, weights=str(path))
+
+
+def test_garbage_weights_file(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint at all" * 10)
+    with pytest.raises(ValueError, match="garbage.pth"):
+        FCNAttention(num_classes=4, weights=str(garbage))
+    not_a_dict = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(3), not_a_dict)
+    with pytest.raises(ValueError, match="tensor.pth.*state dict"):
+        FCNAttention(num_classes=4, weights=str(not_a_dict))
+
+
+def test_wrong_shapes_name_file_key_and_shapes(tmp_path, alexnet_file):
+    _, tv_state = alexnet_file
+    state = dict(tv_state)
+    state["features.3.weight"] = torch.zeros(192, 64, 3, 3)
+    path = tmp_path / "wrong.pth"
+    torch.save(state, path)
+    shapes = r"\(192, 64, 3, 3\).*\(192, 64, 5, 5\)"  # the file's, then the model's
+    with pytest.raises(ValueError, match=r"wrong\.pth.*features\.3\.weight.*" + shapes):
+        FCNAttention(num_classes=4, weights=str(path))
+
+
+def test_wrong_architecture_file(tmp_path, alexnet_file):
+    _, tv_state = alexnet_file
+    state = {k: v for k, v in tv_state.items() if k != "features.10.bias"}
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"partial\.pth.*features\.10\.bias"):
+        FCNAttention(num_classes=4, weights=str(path))
+
+
+def test_download_failure_says_to_pass_a_path(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(type(IMAGENET_WEIGHTS["alexnet"]), "get_state_dict", offline)
+    with pytest.raises(RuntimeError, match=r"local \.pth"):
+        FCNAttention(num_classes=4, weights="imagenet")
+
+
+def test_load_imagenet_is_strict_outside_skip(alexnet_file):
+    """Without the explicit skip, the classifier keys the FCN lacks are an error, not ignored."""
+    path, _ = alexnet_file
+    with pytest.raises(ValueError, match="unexpected keys.*classifier"):
+        load_imagenet(AlexNetFCN(), "alexnet", path)
