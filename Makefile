@@ -3,6 +3,13 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
+# make table1 / table2: PROFILE=quick (demo corpus, minutes on a CPU) or full (the paper's
+# settings); IEMOCAP=/path/IEMOCAP_full_release; WEIGHTS_DIR holding alexnet.pth / vgg16.pth
+PROFILE ?= quick
+IEMOCAP ?=
+WEIGHTS_DIR ?=
+FOLDS ?= 5
+TABLE_ARGS = --profile $(PROFILE) --folds $(FOLDS) $(if $(IEMOCAP),--iemocap $(IEMOCAP)) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR))
 
 .PHONY: install demo test test-all bench table1 table2 figure4 clean
 
@@ -21,6 +28,18 @@ test: install  ## the test suite, without tests marked slow
 
 test-all: install
 	$(PY) -m pytest -q
+
+figure4: install  ## Figure 4: spectrograms and attention of the newest demo checkpoint -> results/figure4.png
+	$(PY) -m ser_fcn figure4
+
+table1: install  ## Table I: AlexNet / VGG16 baselines, 5-fold CV (resumable) -> results/table1.md
+	$(PY) -m ser_fcn table1 $(TABLE_ARGS)
+
+table2: install  ## Table II: FCN+attention, FCN mean pooling, best baseline -> results/table2.md
+	$(PY) -m ser_fcn table2 $(TABLE_ARGS)
+
+bench: install  ## performance goals on this machine -> results/bench.md, results/bench.json (~10 min; --quick: seconds)
+	$(PY) -m ser_fcn.bench
 
 clean:
 	rm -rf runs .pytest_cache

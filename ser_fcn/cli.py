@@ -1,13 +1,15 @@
 """`python -m ser_fcn <command>`.
 
-Training commands (`fit`, `validate`, `test`, `predict`) go through LightningCLI, with
+Training commands (`fit`, `validate`, `test`) go through LightningCLI, with
 `ser_fcn/configs/base.yaml` as the default config that experiment files override.
-Corpus commands (`manifest`, `demo-data`) are plain argparse.
+Corpus commands (`manifest`, `demo-data`) and the checkpoint users (`predict`, `figure4`;
+ser_fcn/reporting/) are plain argparse.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import sys
@@ -51,6 +53,11 @@ def _fresh_dir(path: Path) -> Path:
 
 
 class SERCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """LightningCLI's, less `predict`: ours (reporting/predict.py) takes audio files."""
+        return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.net.init_args.num_classes", apply_on="instantiate")
@@ -71,6 +78,7 @@ class SERCLI(LightningCLI):
 
     def _config_name(self) -> str:
         files = self.config[self.subcommand].get("config") or []
+        files = [f for f in files if Path(str(f)).parent.name != "profiles"] or files  # a profile is not the experiment
         return Path(str(files[-1])).stem if files else "default"
 
     def before_instantiate_classes(self) -> None:
@@ -82,6 +90,8 @@ class SERCLI(LightningCLI):
             run_dir = _fresh_dir(Path("runs") / self._config_name() / f"{self.subcommand}-{time.strftime('%Y%m%d-%H%M%S')}")
         os.environ[RUN_DIR_ENV] = str(run_dir)
         run_dir = str(run_dir)
+        # resuming (`fit --ckpt_path last`) goes on in the same folder: its config may be rewritten
+        self.save_config_kwargs["overwrite"] = bool(self.subcommand == "fit" and cfg.get("ckpt_path"))
         self.run_dir = Path(run_dir)
         cfg.trainer.default_root_dir = run_dir
         loggers = cfg.trainer.logger
@@ -98,6 +108,16 @@ class SERCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         self.results_writer = ResultsWriter(self._config_name())
         self.trainer.callbacks.append(self.results_writer)
+        # SERModule's hparams leave `net` out, so a checkpoint could not rebuild its network:
+        # record the net's config (with the linked num_classes; weights=None, the trained ones
+        # are in the state dict) so that `SERModule.load_from_checkpoint(path)` alone works.
+        net = copy.deepcopy((getattr(self, "config_dump", None) or {}).get("model", {}).get("net"))
+        if isinstance(net, dict) and "class_path" in net and "net" not in self.model.hparams:
+            init = net.setdefault("init_args", {})
+            init["num_classes"] = self.datamodule.num_classes
+            if "weights" in init:
+                init["weights"] = None
+            self.model.hparams["net"] = net
 
     # --- after the run: say where everything is ------------------------------------
 
@@ -163,7 +183,35 @@ def _cmd_demo_data(argv: list[str]) -> None:
     print(f"demo corpus: {s.root} ({len(s.utterances)} labelled utterances)")
 
 
-COMMANDS = {"manifest": _cmd_manifest, "demo-data": _cmd_demo_data}
+def _cmd_predict(argv: list[str]) -> None:
+    from .reporting.predict import main as predict_main
+
+    predict_main(argv)
+
+
+def _cmd_figure4(argv: list[str]) -> None:
+    from .reporting.figures import main as figure4_main
+
+    figure4_main(argv)
+
+
+def _cmd_cv(argv: list[str]) -> None:
+    from .reporting.crossval import main as cv_main
+
+    cv_main(argv)
+
+
+def _cmd_table(number: int):
+    def run(argv: list[str]) -> None:
+        from .reporting.tables import main as table_main
+
+        table_main(number, argv)
+
+    return run
+
+
+COMMANDS = {"manifest": _cmd_manifest, "demo-data": _cmd_demo_data, "predict": _cmd_predict, "figure4": _cmd_figure4,
+            "cv": _cmd_cv, "table1": _cmd_table(1), "table2": _cmd_table(2)}
 
 
 def run_cli(args: list[str] | None = None) -> SERCLI:

@@ -1,4 +1,3 @@
-import os
 import shutil
 
 import pytest
@@ -20,10 +19,13 @@ def demo_corpus_copy(demo_corpus, tmp_path):
     return dst
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep every test's feature cache and demo corpus out of the user's ~/.cache."""
-    monkeypatch.setenv("SER_FCN_CACHE", str(tmp_path_factory.getbasetemp() / "ser_fcn_cache"))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Keep the feature cache and demo corpora of every test (module-scoped fixtures too)
+    out of the user's ~/.cache, and W&B offline."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SER_FCN_CACHE", str(tmp_path_factory.getbasetemp() / "ser_fcn_cache"))
+        mp.setenv("WANDB_MODE", "offline")
+        mp.setenv("WANDB_SILENT", "true")
+        mp.setenv("WANDB_DISABLE_GIT", "true")
+        yield

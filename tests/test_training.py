@@ -14,21 +14,11 @@ from ser_fcn.models import FCNAttention
 from ser_fcn.training.metrics import UtterancePosteriors
 from ser_fcn.training.module import SERModule
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, fit_args
 
 
 def tiny_args(root, run_dir, *extra):
-    return [
-        "--config", str(REPO / "experiments" / "fcn_attn.yaml"),
-        "--data.root", str(root),
-        "--data.max_frames_per_batch", "2500",
-        "--data.progress", "false",
-        "--trainer.max_epochs", "1",
-        "--trainer.limit_train_batches", "3",
-        "--trainer.enable_progress_bar", "false",
-        "--run_dir", str(run_dir),
-        *extra,
-    ]
+    return fit_args(root, run_dir, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", *extra)
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,9 @@ _CATEGORY = {"neu": "Neutral", "hap": "Happiness", "sad": "Sadness", "ang": "Ang
              "fru": "Frustration", "sur": "Surprise", "oth": "Other", "fea": "Fear", "dis": "Disgust"}
 _VAD = {"neu": (3, 2.5, 2.5), "hap": (4, 3, 3), "exc": (4, 3.5, 3.5), "sad": (2, 2, 2), "ang": (1.8, 4, 4),
         "fru": (2, 3.5, 3.5), "sur": (3.5, 4, 3), "oth": (3, 3, 3), "xxx": (2.8, 3, 3)}
-_APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02\x00\x00\x00\x09\x00\x00\x00\x32"
+# Start of a macOS AppleDouble ("._name") file: binary, not UTF-8, not RIFF.
+_APPLEDOUBLE = (b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02\x00\x00\x00\x09\x00\x00\x00\x32"
+                b"\x00\x00\x0e\xb0\x00\x00\x00\x02\x00\x00\x0e\xe2\x00\x00\x01\x1e\xff\xd8")
 
 
 @dataclass
@@ -148,14 +150,12 @@ def _summary(root: Path, utts: list[dict]) -> DemoCorpusSummary:
 def _load_marker(root: Path, params: dict) -> DemoCorpusSummary | None:
     try:
         marker = json.loads((root / MARKER_NAME).read_text())
-    except (OSError, ValueError):
+        if marker["params"] != params:
+            return None
+        s = _summary(root, marker["utterances"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    if marker.get("params") != params:
-        return None
-    s = _summary(root, marker["utterances"])
-    if not all(os.path.isfile(u["path"]) for u in s.utterances):
-        return None
-    return s
+    return s if all(os.path.isfile(u["path"]) for u in s.utterances) else None
 
 
 def _write_json(path: Path, obj) -> None:
@@ -201,7 +201,7 @@ def _plan(params: dict, n_impro: int, n_script: int) -> list[dict]:
                 codes = list(rng.choice(list(p), size=n, p=probs))
                 # every dialog hears both speakers: one utterance each, the rest at random
                 k = len(ds)
-                sizes = (np.ones(k, int) if n >= k else np.zeros(k, int)) + rng.multinomial(max(0, n - k), np.ones(k) / k)
+                sizes = 1 + rng.multinomial(n - k, np.ones(k) / k)  # n >= k by the choice of k
                 for d, m in zip(ds, sizes):
                     per_dialog[d] += [(letter, codes.pop()) for _ in range(m)]
         for d in dialogs:
@@ -283,9 +283,9 @@ def _synthesize(n: int, sr: int, code: str, spk: dict, rng) -> np.ndarray:
     tempo = max(2.0, tempo * spk["tempo"])
     f0_range, breath, tilt = max(0.3, f0_range), float(np.clip(breath, 0.0, 0.5)), tilt + spk["tilt"]
     dur = n / sr
-    lead, trail = rng.uniform(0.08, 0.5, size=2)
-    lead, trail = np.array([lead, trail]) * min(1.0, 0.4 * dur / (lead + trail))  # speech >= 60%
-    a, b = int(lead * sr), n - int(trail * sr)
+    edges = rng.uniform(0.08, 0.5, size=2)  # leading and trailing silence
+    edges *= min(1.0, 0.4 * dur / edges.sum())  # speech fills at least 60%
+    a, b = int(edges[0] * sr), n - int(edges[1] * sr)
 
     # syllables (voiced nuclei) separated by short gaps and the odd phrase pause
     m = int(np.ceil((b - a) / sr * tempo * 1.5)) + 2
@@ -399,7 +399,8 @@ def _write_corpus(root: Path, params: dict, n_impro: int, n_script: int, progres
         session = rows[0]["session"]
         sdir = root / f"Session{session}"
         emo, wdir = sdir / "dialog" / "EmoEvaluation", sdir / "sentences" / "wav" / d
-        for sub in (emo / "Categorical", emo / "Attribute", emo / "Self-evaluation", sdir / "dialog" / "transcriptions", wdir):
+        trdir = sdir / "dialog" / "transcriptions"
+        for sub in (emo / "Categorical", emo / "Attribute", emo / "Self-evaluation", trdir, wdir):
             sub.mkdir(parents=True, exist_ok=True)
         label = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
         cat_lines, atr_lines, trans = [], [], []
@@ -410,8 +411,8 @@ def _write_corpus(root: Path, params: dict, n_impro: int, n_script: int, progres
                       *cat, *att, ""]
             cat_lines.append(f"{uid} :{cat[0].split(chr(9))[1]} ()")
             atr_lines.append(f"{uid} :{att[0].split(chr(9))[1]} ()")
-            trans.append(f"{uid} [{u['start_s']:08.4f}-{u['end_s']:08.4f}]: " + " ".join(
-                "".join(rng.choice(list("aeioubdgklmnprst"), size=rng.integers(2, 7))) for _ in range(rng.integers(2, 9))))
+            words = ("".join(rng.choice(list("aeioubdgklmnprst"), size=rng.integers(2, 7))) for _ in range(rng.integers(2, 9)))
+            trans.append(f"{uid} [{u['start_s']:08.4f}-{u['end_s']:08.4f}]: " + " ".join(words))
             u_rng = np.random.default_rng([seed, 4, index])
             audio = _synthesize(u["n_samples"], sr, u["label"], speakers[u["speaker"]], u_rng)
             _write_wav(wdir / f"{uid}.wav", audio, sr)
@@ -422,16 +423,16 @@ def _write_corpus(root: Path, params: dict, n_impro: int, n_script: int, progres
         (emo / f"{d}.txt").write_text("\n".join(label) + "\n")
         (emo / "Categorical" / f"{d}_e1_cat.txt").write_text("\n".join(cat_lines) + "\n")
         (emo / "Attribute" / f"{d}_e1_atr.txt").write_text("\n".join(atr_lines) + "\n")
-        (emo / "Self-evaluation" / f"{d}.anvil").write_text('<?xml version="1.0" encoding="ISO-8859-1"?>\n<annotation/>\n')
-        (sdir / "dialog" / "transcriptions" / f"{d}.txt").write_text("\n".join(trans) + "\n")
+        (emo / "Self-evaluation" / f"{d}.anvil").write_text('<?xml version="1.0"?>\n<annotation/>\n')
+        (trdir / f"{d}.txt").write_text("\n".join(trans) + "\n")
         if session not in seen_sessions:  # next to the first label file of each session
             (emo / f"._{d}.txt").write_bytes(_APPLEDOUBLE)
             seen_sessions.add(session)
     bar.close()
     _write_readme(root, params, utts)
-    return [{k: (f"Session{u['session']}/sentences/wav/{u['dialog']}/{u['utterance_id']}.wav" if k == "path" else u[k])
-             for k in ("utterance_id", "label", "speaker", "session", "improvised", "duration_s", "path", "dialog")}
-            for u in utts]
+    keys = ("utterance_id", "label", "speaker", "session", "improvised", "duration_s", "dialog")
+    return [{**{k: u[k] for k in keys},
+             "path": f"Session{u['session']}/sentences/wav/{u['dialog']}/{u['utterance_id']}.wav"} for u in utts]
 
 
 def _write_readme(root: Path, params: dict, utts: list[dict]) -> None:

@@ -58,11 +58,12 @@ class _PlannedBatchSampler(Sampler[list[int]]):
             self.total_batches = max(R, bound // R * R)
         else:
             self.total_batches = math.ceil(bound / R) * R
-            if self.total_batches > n:
-                raise ValueError(
-                    f"cannot give {R} replicas {self.total_batches // R} batches each out of {n} utterances"
-                    " without repeating one; use drop_last=True or a larger batch"
-                )
+        # A split too small for the bound (a tiny validation set under DDP) gets as many
+        # batches as it has utterances, rounded down to the ranks: the cheapest neighbouring
+        # batches are merged, so a merged batch may exceed the cap. Counted, never hidden.
+        self.cap_relaxed = self.total_batches > n
+        if self.cap_relaxed:
+            self.total_batches = n // R * R
 
     # subclass API
     def _pack(self, rng: np.random.Generator) -> list[list[int]]:
@@ -85,7 +86,10 @@ class _PlannedBatchSampler(Sampler[list[int]]):
         epoch = self.epoch if epoch is None else epoch
         if self._cache is None or self._cache[0] != epoch:
             rng = np.random.default_rng(self.seed + epoch)
-            batches = _split_to(self._pack(rng), self.total_batches, self.lengths)
+            batches = self._pack(rng)
+            if self.cap_relaxed:
+                batches = _merge_to(batches, self.total_batches, self.lengths)
+            batches = _split_to(batches, self.total_batches, self.lengths)
             if self.shuffle:
                 batches = [batches[i] for i in rng.permutation(len(batches))]
             n_dropped = len(batches) - self.total_batches  # > 0 only with drop_last
@@ -128,6 +132,17 @@ def _split_to(batches: list[list[int]], target: int, lengths: np.ndarray) -> lis
         for j in (i, len(batches) - 1):
             if len(batches[j]) > 1:
                 heapq.heappush(heap, (-len(batches[j]), j))
+    return batches
+
+
+def _merge_to(batches: list[list[int]], target: int, lengths: np.ndarray) -> list[list[int]]:
+    """Merge neighbouring batches (ordered by their longest item) whose union pads least,
+    until at most ``target`` remain. Only for splits with fewer utterances than the bound."""
+    batches = sorted(batches, key=lambda b: int(lengths[b].max()))
+    while len(batches) > target:
+        cost = [(len(a) + len(b)) * int(lengths[a + b].max()) for a, b in zip(batches, batches[1:])]
+        i = int(np.argmin(cost))
+        batches[i : i + 2] = [batches[i] + batches[i + 1]]
     return batches
 
 

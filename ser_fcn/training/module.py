@@ -61,6 +61,7 @@ class SERModule(L.LightningModule):
         self.test_confmat = MulticlassConfusionMatrix(num_classes)
         self.val_ua_best = MaxMetric()
         self.test_results: dict | None = None
+        self.history: list[dict] = []  # one entry per finished epoch; kept in checkpoints
 
     # --- set-up ---------------------------------------------------------------------
 
@@ -150,6 +151,20 @@ class SERModule(L.LightningModule):
         if not self.trainer.sanity_checking:
             self.val_ua_best(self.trainer.callback_metrics["val/ua"])
             self.log("val/ua_best", self.val_ua_best.compute())
+            metrics = self.trainer.callback_metrics
+            self.history.append(
+                {"epoch": self.current_epoch, **{k: float(metrics[k]) for k in ("val/wa", "val/ua", "val/loss") if k in metrics}}
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ser_fcn_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Resuming (empty history) takes the saved one; testing the best checkpoint right
+        # after `fit` keeps the full history of the run rather than the best epoch's prefix.
+        saved = list(checkpoint.get("ser_fcn_history", []))
+        if len(saved) >= len(self.history):
+            self.history = saved
 
     def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._eval_step("test", batch)
@@ -166,6 +181,7 @@ class SERModule(L.LightningModule):
             "classes": self.class_names,
             "confusion_matrix": confmat.tolist(),
             "recall_per_class": dict(zip(self.class_names, recalls.tolist())),
+            "history": self.history,
         }
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:

@@ -1,0 +1,284 @@
+"""`python -m ser_fcn.bench [--quick] [--gpu] [--out DIR]`: measure, print the table, write the files.
+
+Exit status: 0 when every goal is met, 1 when one is missed (a crash also exits non-zero,
+with a traceback and without writing the results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import corpus, features, gpu, memory, padding, training
+
+
+@dataclass(frozen=True)
+class Sizes:
+    utterances: int
+    length_scale: float  # frame lengths are scaled by this (quick: short utterances)
+    max_frames_per_batch: int | None  # None: SERDataModule's default
+    rounds: int  # interleaved training rounds (one bucketed + one random batch + one reference pass each)
+    ref_frames: int  # T of the dense reference; B = budget // T
+    wav_files: int
+    feature_repeats: int
+    memory_utterances: int
+    memory_batches: int
+    memory_time_budget_s: float
+    loader_time_budget_s: float
+
+
+FULL = Sizes(2900, 1.0, None, 12, 500, 48, 3, 2900, 12, 150.0, 60.0)
+QUICK = Sizes(80, 0.25, 1200, 1, 300, 3, 1, 40, 1, 20.0, 5.0)
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:
+        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gb = float("nan")
+    return {
+        "cpu": cpu,
+        "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "fma"}),
+        "logical_cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gb": round(mem_gb, 1),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "cuda_available": torch.cuda.is_available(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _fmt_pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def goal_rows(r: dict) -> list[dict]:
+    """(goal, measured, ok) rows; `value`/`target` for the JSON."""
+    rows = []
+    p = r["padding"]
+    rows.append({
+        "id": "padding", "goal": "bucketed padding <= 5 % of cells (one epoch)",
+        "measured": f"{_fmt_pct(p['bucketed_padding'])} (random batches of {p['random_batch_size']}: {_fmt_pct(p['random_padding'])})",
+        "value": p["bucketed_padding"], "target": 0.05, "ok": p["bucketed_padding"] <= 0.05,
+    })
+    t = r["training"]
+    rows.append({
+        "id": "throughput", "goal": "training valid frames/s, bucketed / random >= 1.5x",
+        "measured": f"{t['throughput_ratio']:.2f}x ({t['bucketed']['valid_frames_per_s']:.0f} vs {t['random']['valid_frames_per_s']:.0f} frames/s)",
+        "value": t["throughput_ratio"], "target": 1.5, "ok": t["throughput_ratio"] >= 1.5,
+    })
+    rows.append({
+        "id": "compute_efficiency", "goal": "step conv FLOP/s / dense conv FLOP/s >= 0.6",
+        "measured": f"{t['compute_efficiency']:.2f} ({t['bucketed']['conv_flop_per_s'] / 1e9:.1f} vs {t['reference']['conv_flop_per_s'] / 1e9:.1f} GFLOP/s)",
+        "value": t["compute_efficiency"], "target": 0.6, "ok": t["compute_efficiency"] >= 0.6,
+    })
+    f = r["features"]
+    rows.append({
+        "id": "cache_rtf", "goal": "feature cache build >= 300x real time",
+        "measured": f"{f['cache']['rtf']:.0f}x ({f['cache']['audio_seconds']:.0f} s of audio in {f['cache']['audio_seconds'] / f['cache']['rtf']:.2f} s)",
+        "value": f["cache"]["rtf"], "target": 300, "ok": f["cache"]["rtf"] >= 300,
+    })
+    ratio = f["loader_over_training"]
+    rows.append({
+        "id": "loader", "goal": "loader frames/s >= 10x training frames/s",
+        "measured": f"{ratio:.0f}x ({f['loader']['frames_per_s']:.0f} vs {t['bucketed']['valid_frames_per_s']:.0f} frames/s)",
+        "value": ratio, "target": 10, "ok": ratio >= 10,
+    })
+    m = r["memory"]
+    gb = m["peak_rss_mb"] / 1024
+    rows.append({
+        "id": "memory", "goal": "peak RSS of a training epoch < 3 GB",
+        "measured": f"{gb:.2f} GB ({m['batches_run']} of {m['batches_per_epoch']} batches, {m['utterances']} utterances, {m['cache_dtype']} cache)",
+        "value": gb, "target": 3.0, "ok": gb < 3.0,
+    })
+    g = r["gpu"]
+    if g.get("measured"):
+        measured = f"fp32 {g['fp32']['epoch_seconds']:.1f} s, bf16 {g['bf16']['epoch_seconds']:.1f} s per epoch ({g['device']})"
+    else:
+        measured = g["reason"]
+    rows.append({"id": "gpu", "goal": "GPU epoch time, bf16 and fp32 (no target)", "measured": measured, "value": None, "target": None, "ok": None})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    mark = {True: "ok", False: "MISSED", None: "-"}
+    lines = ["| goal | measured | ok? |", "| --- | --- | --- |"]
+    lines += [f"| {r['goal']} | {r['measured']} | {mark[r['ok']]} |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown(r: dict, rows: list[dict]) -> str:
+    m, t, f, mem, p = r["machine"], r["training"], r["features"], r["memory"], r["padding"]
+    out = [
+        "# ser_fcn performance (`make bench`)",
+        "",
+        f"Run {r['started']} on {m['cpu']} ({m['cores_usable']} cores usable, {m['memory_gb']} GB), "
+        f"torch {m['torch']} ({m['torch_threads']} threads), python {m['python']}; "
+        f"{'--quick sizes (smoke test, not the goals)' if r['quick'] else 'full sizes'}; bench wall time {r['wall_seconds'] / 60:.1f} min. "
+        f"Load average {r['load_average']['start']} at the start, {r['load_average']['end']} at the end "
+        "(the machine is shared: every goal is a ratio of two things measured in the same run, interleaved where it matters).",
+        "",
+        table(rows),
+        "",
+        "## How each figure is obtained",
+        "",
+        f"Lengths: {p['lengths']['n_utterances']} synthetic utterances, lognormal (median {p['lengths']['median_s']} s, mean "
+        f"{p['lengths']['mean_s']} s, longest {p['lengths']['max_s']} s, {_fmt_pct(p['lengths']['share_1_to_10_s'])} within 1-10 s), "
+        "100 frames/s, like IEMOCAP's improvised set.",
+        "",
+        f"1. **Padding**: `padding_fraction` of epoch 0's plan. Bucketed: SERDataModule defaults, "
+        f"max_frames_per_batch={p['max_frames_per_batch']}, num_buckets={p['num_buckets']} ({p['bucketed_batches']} batches); "
+        f"random: `RandomBatchSampler`, batches of {p['random_batch_size']} ({p['random_batches']} batches).",
+        f"2. **Throughput**: valid (unpadded) frames per second of the full training step (`SERModule.training_step`, backward, "
+        f"Adam) over {t['rounds']} bucketed and {t['rounds']} random batches, interleaved, sampled systematically from one "
+        f"epoch's plan of each. Random batches of {t['random_batch_size']} hold as many padded frames on average as the bucketed "
+        f"ones ({t['mean_padded_frames_per_batch']['random']:.0f} vs {t['mean_padded_frames_per_batch']['bucketed']:.0f}): "
+        f"the same frame budget. Padding of the samples: bucketed {_fmt_pct(t['bucketed']['sample_padding'])} "
+        f"(epoch {_fmt_pct(t['epoch_padding']['bucketed'])}), random {_fmt_pct(t['random']['sample_padding'])} "
+        f"(epoch {_fmt_pct(t['epoch_padding']['random'])}). Padded frames/s: bucketed "
+        f"{t['bucketed']['padded_frames_per_s']:.0f}, random {t['random']['padded_frames_per_s']:.0f}.",
+        f"3. **Compute efficiency**: convolution FLOPs of the real batch shapes, forward + backward "
+        f"(`FlopCounterMode` on meta-device copies) per second of the bucketed training steps, over the FLOP/s of the same five "
+        f"conv layers alone, forward + backward, on a fixed dense batch {tuple(t['reference']['shape'])}, run once per round "
+        f"between the steps. conv1's input gradient is neither computed nor counted in either. "
+        f"Random batches reach {t['compute_efficiency_random']:.2f} of the reference.",
+        f"4. **Features**: `FeatureCache.ensure` on a fresh cache over {f['cache']['files']} synthetic 16 kHz wavs "
+        f"({f['cache']['audio_seconds']:.0f} s of audio), median of {len(f['cache']['wall_seconds'])}; the same with one worker: "
+        f"{f['cache']['one_worker_rtf']:.0f}x. Loader: SERDataModule's train DataLoader (bucketed sampler, pad_collate, "
+        f"num_workers={f['loader']['num_workers']}, {f['loader']['cache_dtype']} cache) over {f['loader']['batches']} batches "
+        f"of the IEMOCAP-sized cached corpus below (page cache warm, as from epoch 2 on): "
+        f"{f['loader']['frames_per_s']:.0f} valid frames/s, against the bucketed training throughput of item 2.",
+        f"5. **Memory**: a fresh process runs SERDataModule (manifest of {mem['utterances']} utterances, fold 1: "
+        f"{mem['train_utterances']} training utterances; training statistics over all of them) and a Lightning Trainer with "
+        f"SERModule + FCNAttention on the CPU for the first {mem['batches_run']} of the epoch's {mem['batches_per_epoch']} "
+        f"batches (a whole epoch takes far longer on this CPU). The features were written straight into the cache "
+        f"(random values, real shapes, no audio). Peak RSS (getrusage) {mem['peak_rss_mb']:.0f} MB; RSS after imports "
+        f"{mem['rss_mb']['after_imports']:.0f} MB, after setup {mem['rss_mb']['after_setup']:.0f} MB, after each batch "
+        f"{', '.join(str(int(b['rss_mb'])) for b in mem['per_batch'])} MB. Every batch is capped at "
+        f"{mem['max_frames_per_batch']} padded frames, so later batches need no more. The loader reads each utterance "
+        f"from the cache when its batch is built, so the cache dtype sets disk and page cache, not RSS: the whole training "
+        f"split would take {mem['train_features_if_held_in_ram_mb']:.0f} MB in {mem['cache_dtype']} "
+        f"({mem['train_features_float32_mb']:.0f} MB in float32) even if it were held in memory.",
+        f"6. **GPU**: {r['gpu'].get('reason') or 'see bench.json'}.",
+    ]
+    if t.get("profile_top_ops"):
+        out += ["", "## Where a bucketed training step's time goes (torch.profiler, self CPU time)", "",
+                "| op | calls | ms | share |", "| --- | --- | --- | --- |"]
+        out += [f"| `{o['op']}` | {o['calls'] if o['calls'] is not None else ''} | {o['self_ms']} | {_fmt_pct(o['share'])} |"
+                for o in t["profile_top_ops"]]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ser_fcn.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the code, not of the goals")
+    ap.add_argument("--gpu", action="store_true", help="also time a five-fold-sized epoch on CUDA, fp32 and bf16")
+    ap.add_argument("--out", default=None, help="folder for bench.md / bench.json (default: results/, or a temp folder with --quick)")
+    ap.add_argument("--no-profile", action="store_true", help="skip the torch.profiler table of one training step")
+    args = ap.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    out_dir = Path(args.out or (Path(tempfile.gettempdir()) / "ser_fcn_bench_quick" if args.quick else "results"))
+
+    import torch  # noqa: F401  (after argparse: --help stays fast)
+
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    t_start = time.perf_counter()
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    r: dict = {"started": started, "quick": args.quick, "machine": machine()}
+
+    phases: dict[str, float] = {}
+    t_phase = [time.perf_counter()]
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    def phase(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = round(now - t_phase[0], 1)
+        t_phase[0] = now
+
+    with tempfile.TemporaryDirectory(prefix="ser_fcn_bench_corpus_") as tmp:
+        # an IEMOCAP-sized corpus already in the feature cache, for the loader and the memory run
+        mem_lengths = np.maximum(1, (corpus.frame_lengths(sizes.memory_utterances, seed=2) * sizes.length_scale).astype(np.int64))
+        manifest, cache_dir = corpus.synthetic_cached_corpus(Path(tmp), mem_lengths)
+        mem_args = (manifest, cache_dir, sizes.memory_batches, sizes.memory_time_budget_s, sizes.max_frames_per_batch)
+        log(f"synthetic cached corpus: {len(mem_lengths)} utterances in {time.perf_counter() - t_start:.1f} s")
+        phase("synthetic_corpus")
+
+        defaults = padding.datamodule_defaults()
+        cap = sizes.max_frames_per_batch or defaults["max_frames_per_batch"]
+        nb = defaults["num_buckets"]
+        lengths = np.maximum(1, (corpus.frame_lengths(sizes.utterances) * sizes.length_scale).astype(np.int64))
+
+        log(f"[1/6] padding: {len(lengths)} utterances, cap {cap} frames, {nb} buckets")
+        r["padding"] = padding.measure(lengths, cap, nb) | {"lengths": corpus.describe_lengths(lengths)}
+        phase("padding")
+
+        log(f"[2-3/6] training throughput and compute efficiency: {sizes.rounds} interleaved rounds")
+        r["training"] = training.measure(lengths, cap, nb, rounds=sizes.rounds, ref_frames=sizes.ref_frames,
+                                         profile=not args.no_profile, log=log)
+        phase("training")
+
+        log("[4/6] feature cache build and data loader")
+        durations = corpus.durations_s(sizes.wav_files, seed=1) * (1.0 if not args.quick else 0.3)
+        r["features"] = {"cache": features.cache_build_rtf(durations, repeats=sizes.feature_repeats)}
+        phase("cache_build")
+        r["features"]["loader"] = features.loader_frames_per_s(manifest, cache_dir, time_budget_s=sizes.loader_time_budget_s)
+        r["features"]["loader_over_training"] = r["features"]["loader"]["frames_per_s"] / r["training"]["bucketed"]["valid_frames_per_s"]
+        phase("loader")
+
+        log(f"[5/6] memory: training in a fresh process, first {sizes.memory_batches} batches of an epoch")
+        r["memory"] = memory.measure(*mem_args)
+        phase("memory")
+
+    log("[6/6] GPU")
+    if args.gpu:
+        r["gpu"] = gpu.measure(corpus.frame_lengths(corpus.IEMOCAP_IMPROVISED_UTTERANCES), defaults["max_frames_per_batch"], nb, log=log)
+    else:
+        r["gpu"] = {"measured": False, "reason": gpu.status() or "not measured: run with --gpu"}
+
+    phase("gpu")
+    r["phase_seconds"] = phases
+    r["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    r["load_average"] = {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]}
+    rows = goal_rows(r)
+    r["goals"] = {row["id"]: {k: row[k] for k in ("goal", "measured", "value", "target", "ok")} for row in rows}
+    r["all_goals_met"] = all(row["ok"] is not False for row in rows)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench.json").write_text(json.dumps(r, indent=2, default=float) + "\n")
+    (out_dir / "bench.md").write_text(markdown(r, rows))
+    print()
+    print(table(rows))
+    print(f"\nwrote {out_dir / 'bench.md'} and {out_dir / 'bench.json'} ({r['wall_seconds'] / 60:.1f} min)")
+    if not r["all_goals_met"]:
+        missed = ", ".join(row["id"] for row in rows if row["ok"] is False)
+        print(f"goal(s) missed: {missed}", file=sys.stderr)
+        return 1
+    return 0

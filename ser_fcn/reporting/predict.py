@@ -1,0 +1,220 @@
+"""`python -m ser_fcn predict --ckpt PATH [--out preds.jsonl] [--figures DIR] FILE_OR_DIR ...`
+
+Emotion posteriors of audio files (any rate and channel count; read as 16 kHz mono),
+each file whole: the model is fully convolutional, so a recording of minutes is one
+forward pass whose memory grows linearly with its length.
+
+Per file: a JSON line {path, label, probabilities {class: p}, duration_s, flags, error}
+and a row of the table printed on the terminal. A file that cannot be used (unreadable,
+shorter than one analysis window) gets an error and the others still get their answers;
+the exit status is 1 when any file failed. Flags: "silent" (peak below -80 dBFS: the
+answer means nothing), "shorter than the receptive field, padded" (fewer frames than
+the encoder's `min_frames`: zero-padded up to it, as the model does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ..data.audio import AudioError, load_audio
+from ..data.features import SpectrogramConfig, log_spectrogram
+from .figures import CellGrid, Panel, attention_of, draw_panels, encoder_grid, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+SILENCE_PEAK = 1e-4  # -80 dBFS: below 16-bit dither; such a file holds no speech
+FLAG_SILENT = "silent"
+FLAG_SHORT = "shorter than the receptive field, padded"
+# what soundfile (libsndfile) reads, by extension; `.raw` needs its format spelled out, so no
+AUDIO_EXTENSIONS = frozenset(
+    {f".{k.lower()}" for k in sf.available_formats()} - {".raw"}
+    | {".aif", ".aifc", ".oga", ".opus", ".snd", ".sph"}
+)
+
+
+@dataclass
+class Prediction:
+    path: str
+    label: str | None = None  # the predicted class
+    probabilities: dict[str, float] | None = None
+    duration_s: float | None = None
+    flags: list[str] = field(default_factory=list)
+    error: str | None = None  # why the file got no answer (its path is `path`)
+
+
+@dataclass
+class Analysis:
+    """A prediction plus what its figure needs."""
+
+    prediction: Prediction
+    spec: np.ndarray | None = None
+    attention: np.ndarray | None = None
+
+
+def collect_files(inputs: list[str | Path]) -> list[Path]:
+    """Named files as they are; folders searched recursively for audio extensions
+    (hidden files such as macOS `._*` skipped). A missing path is kept: it fails per file."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            for root, dirs, names in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files += [Path(root) / n for n in sorted(names)
+                          if not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS]
+        else:
+            files.append(item)
+    return files
+
+
+class Predictor:
+    """A trained checkpoint, ready to answer for waves or files."""
+
+    def __init__(self, ckpt: str | Path, device: str = "cpu"):
+        self.module, self.cfg, _ = load_checkpoint(ckpt, device)
+        self.class_names: list[str] = list(self.module.class_names)
+        self.min_frames = int(getattr(self.module.net, "min_frames", 1))
+        self.grid: CellGrid | None = encoder_grid(self.module.net.encoder) if hasattr(self.module.net, "encoder") else None
+
+    def analyse_wave(self, wave: torch.Tensor, path: str = "<wave>") -> Analysis:
+        """`wave`: 1-D float at the model's sample rate."""
+        cfg: SpectrogramConfig = self.cfg
+        pred = Prediction(str(path), duration_s=round(wave.numel() / cfg.sample_rate, 4))
+        if wave.numel() < cfg.win_length:
+            pred.error = (f"{pred.duration_s * 1000:.1f} ms of audio is shorter than one "
+                          f"{cfg.win_ms:g} ms analysis window: no spectrogram")
+            return Analysis(pred)
+        if float(wave.abs().max()) < SILENCE_PEAK:
+            pred.flags.append(FLAG_SILENT)
+        spec = log_spectrogram(wave, cfg)
+        if spec.shape[-1] < self.min_frames:
+            pred.flags.append(FLAG_SHORT)
+        probs, att = attention_of(self.module, spec)
+        pred.probabilities = {c: float(p) for c, p in zip(self.class_names, probs)}
+        pred.label = self.class_names[int(np.argmax(probs))]
+        return Analysis(pred, spec.numpy(), att)
+
+    def analyse_file(self, path: str | Path) -> Analysis:
+        try:
+            wave = load_audio(path, self.cfg.sample_rate)
+        except AudioError as e:
+            return Analysis(Prediction(str(path), error=e.problem))
+        return self.analyse_wave(wave, str(path))
+
+    def figure(self, a: Analysis):
+        p = a.prediction
+        seconds = a.spec.shape[-1] * self.cfg.hop_ms / 1000
+        title = f"{Path(p.path).name}: {p.label} (p={p.probabilities[p.label]:.2f})"
+        if p.flags:
+            title += f"  [{'; '.join(p.flags)}]"
+        width = min(40.0, max(6.0, 2.0 + 1.2 * seconds))  # longer files: wider, up to a limit
+        return draw_panels([Panel(a.spec, a.attention, title)], self.cfg, self.grid, width_per_panel=width)
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def _short(path: str, width: int) -> str:
+    try:
+        rel = os.path.relpath(path)
+        path = rel if not rel.startswith("..") else path
+    except ValueError:
+        pass
+    return path if len(path) <= width else "…" + path[-(width - 1):]
+
+
+def format_table(preds: list[Prediction], class_names: list[str]) -> str:
+    w = max([20] + [min(48, len(_short(p.path, 48))) for p in preds])
+    head = f"{'file':<{w}}  {'dur s':>7}  {'label':<6}" + "".join(f"{c[:6]:>7}" for c in class_names) + "  note"
+    lines = [head, "-" * len(head)]
+    for p in preds:
+        name = _short(p.path, w)
+        if p.error:
+            lines.append(f"{name:<{w}}  {'':>7}  {'-':<6}" + " " * 7 * len(class_names) + f"  ERROR: {p.error}")
+            continue
+        probs = "".join(f"{p.probabilities[c]:>7.3f}" for c in class_names)
+        note = "; ".join(p.flags)
+        lines.append(f"{name:<{w}}  {p.duration_s:>7.2f}  {p.label:<6}{probs}  {note}".rstrip())
+    return "\n".join(lines)
+
+
+def _figure_path(folder: Path, path: str, used: set[str]) -> Path:
+    stem, n = Path(path).stem or "audio", 1
+    name = stem
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}"
+    used.add(name)
+    return folder / f"{name}.png"
+
+
+def run(ckpt: str | Path, inputs: list[str | Path], out: str | Path | None = None,
+        figures: str | Path | None = None, device: str = "cpu", stream=None) -> list[Prediction]:
+    """Predict every file of `inputs`; print the table and summary to `stream` (stdout)."""
+    stream = stream or sys.stdout
+    predictor = Predictor(ckpt, device)
+    files = collect_files(inputs)
+    fig_dir = Path(figures) if figures else None
+    if fig_dir:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    preds = []
+    sink = None
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        sink = open(out, "w")
+    try:
+        for f in files:
+            a = predictor.analyse_file(f)
+            preds.append(a.prediction)
+            if sink:
+                sink.write(json.dumps(asdict(a.prediction)) + "\n")
+                sink.flush()
+            if fig_dir and a.spec is not None and predictor.grid is not None:
+                fig = predictor.figure(a)
+                fig.savefig(_figure_path(fig_dir, str(f), used), dpi=100)
+    finally:
+        if sink:
+            sink.close()
+    failed = sum(p.error is not None for p in preds)
+    print(format_table(preds, predictor.class_names), file=stream)
+    print(f"\n{len(preds)} files, {len(preds) - failed} predicted, {failed} failed", file=stream)
+    if out:
+        print(f"predictions: {out}", file=stream)
+    if fig_dir:
+        print(f"figures    : {fig_dir}/", file=stream)
+    return preds
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m ser_fcn predict",
+        description="emotion posteriors of audio files (any rate / channels), each file whole",
+    )
+    p.add_argument("--ckpt", required=True, help="a checkpoint of `python -m ser_fcn fit`")
+    p.add_argument("--out", default=None, help="write the predictions here as JSON lines")
+    p.add_argument("--figures", default=None, help="write each file's spectrogram + attention figure into this folder")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, …")
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    a = p.parse_args(argv)
+    try:
+        preds = run(a.ckpt, a.inputs, a.out, a.figures, a.device)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
+    if not preds:
+        sys.exit(f"error: no audio files found in {' '.join(a.inputs)} (extensions: {' '.join(sorted(AUDIO_EXTENSIONS))})")
+    if any(p.error for p in preds):
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

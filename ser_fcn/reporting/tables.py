@@ -1,0 +1,315 @@
+"""The paper's Tables I and II next to this package's cross-validated figures.
+
+    python -m ser_fcn table1 [--profile quick|full|FILE] [--iemocap DIR] [--weights-dir DIR] [--folds 5|10]
+    python -m ser_fcn table2 [same options]
+
+Every row with an experiment file runs through the cross-validation runner (resumable: a
+fold that has its results.json is not trained again) in
+`runs/tables/<profile>-<demo|iemocap>/<experiment>/`, with `experiments/<experiment>.yaml`
+and then the profile `experiments/profiles/<profile>.yaml`. The markdown is rendered from
+the aggregates only (`render_table`) and written to `results/table<N>.md`.
+
+Fine-tuned rows need ImageNet weights: `<weights-dir>/<arch>.pth` (a torchvision state
+dict), else torchvision's download. When neither is possible the row is reported as not
+run, never trained from random weights under a fine-tuned label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .crossval import AGGREGATE, run_crossval
+
+PAPER = "Zhang et al. 2018"
+
+
+@dataclass(frozen=True)
+class Row:
+    system: str
+    experiment: str | None  # experiments/<name>.yaml; None: a published figure only
+    wa: float | None  # the paper's figures, %
+    ua: float | None
+
+
+TABLE1 = [
+    Row("AlexNet Random-init", "alexnet_random", 66.5, 54.8),
+    Row("AlexNet Finetuning", "alexnet_finetune", 67.9, 57.3),
+    Row("VGGNet-16 Random-init", "vgg16_random", 65.3, 54.8),
+    Row("VGGNet-16 Finetuning", "vgg16_finetune", 66.8, 56.7),
+]
+TABLE2 = [
+    Row("Our FCN+Attention", "fcn_attn", 70.4, 63.9),
+    Row("CNN+LSTM Model1 in [9]", None, 68.8, 59.4),  # Satt et al. 2017, as quoted by the paper
+    Row("CNN+LSTM Model2 in [9]", None, 67.3, 62.0),
+]
+MEANPOOL = Row("FCN + mean pooling (λ = 0), not in the paper", "fcn_meanpool", None, None)
+TITLES = {
+    1: "Table I: AlexNet and VGGNet-16, random initialisation or fine-tuning (3 s segments)",
+    2: "Table II: FCN + attention against the other systems",
+}
+OFFLINE = "not run: ImageNet weights unavailable (offline)"
+
+
+@dataclass
+class Outcome:
+    """What happened to one row: its aggregate, or why there is none; the initialisation used."""
+
+    row: Row
+    agg: dict | None = None
+    note: str | None = None  # e.g. the "not run" reason
+    init: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# --- ImageNet weights -----------------------------------------------------------------------
+
+
+def net_init_args(config_files: list[Path]) -> dict:
+    """`model.net` (class_path and init_args merged) as the YAML files set it, later files winning."""
+    net: dict = {}
+    for f in config_files:
+        cfg = (yaml.safe_load(Path(f).read_text()) or {}).get("model") or {}
+        given = cfg.get("net") or {}
+        if given.get("class_path") and given["class_path"] != net.get("class_path"):
+            net = {"class_path": given["class_path"]}
+        net.update(given.get("init_args") or {})
+    return net
+
+
+def find_imagenet(arch: str, weights_dir: Path | None) -> tuple[str | None, str]:
+    """(value for `model.net.init_args.weights` or None, description) for torchvision `arch`."""
+    if weights_dir is not None and (weights_dir / f"{arch}.pth").is_file():
+        path = (weights_dir / f"{arch}.pth").resolve()
+        return str(path), f"ImageNet ({path})"
+    import torch
+
+    from ..models.weights import IMAGENET_WEIGHTS, imagenet_state_dict
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET_WEIGHTS[arch].url).name
+    if cached.is_file():
+        return "imagenet", f"ImageNet (torchvision, {cached})"
+    try:
+        imagenet_state_dict(arch, "imagenet")  # downloads into torch's cache
+    except Exception as err:  # noqa: BLE001 - offline, proxy …: reported in the table
+        print(f"  {arch}: {err}", flush=True)
+        return None, OFFLINE + (f"; no {arch}.pth in {weights_dir}" if weights_dir else "")
+    return "imagenet", "ImageNet (torchvision download)"
+
+
+def describe_init(net: dict) -> str:
+    w = net.get("weights")
+    return "random" if w is None else "ImageNet (torchvision)" if w == "imagenet" else f"ImageNet ({w})"
+
+
+# --- running the rows -----------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    profile: str
+    profile_file: Path
+    experiments: Path
+    runs: Path  # runs/tables/<profile>-<corpus>
+    folds: int = 5
+    iemocap: str | None = None
+    weights_dir: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    verbose: bool = False
+
+
+def run_row(row: Row, s: Setup) -> Outcome:
+    if row.experiment is None:
+        return Outcome(row, note="not reproduced here")
+    exp_file = s.experiments / f"{row.experiment}.yaml"
+    configs = [exp_file, s.profile_file]
+    overrides = list(s.overrides) + (["--data.root", s.iemocap] if s.iemocap else [])
+    net = net_init_args(configs)
+    init = describe_init(net)
+    if net.get("weights") == "imagenet":
+        arch = net.get("arch") or "alexnet"  # the FCN's encoder is AlexNet's
+        weights, init = find_imagenet(arch, s.weights_dir)
+        if weights is None:
+            print(f"{row.system}: {init}", flush=True)
+            return Outcome(row, note=init)
+        if weights != "imagenet":
+            overrides += ["--model.net.init_args.weights", weights]
+    agg = run_crossval([str(c) for c in configs], s.runs / row.experiment, s.folds, overrides,
+                       echo=s.verbose, name=row.experiment)
+    return Outcome(row, agg=agg, init=init)
+
+
+def load_outcome(row: Row, runs: Path) -> Outcome | None:
+    """A row's outcome from an aggregate that an earlier run left in `runs`."""
+    path = runs / str(row.experiment) / AGGREGATE
+    if not path.is_file():
+        return None
+    agg = json.loads(path.read_text())
+    net = (agg.get("resolved_config") or {}).get("net") or {}
+    return Outcome(row, agg=agg, init=describe_init(net))
+
+
+def best_baseline(runs: Path) -> Outcome:
+    """The Table I row with the highest mean UA among those that have an aggregate in `runs`."""
+    found = [o for o in (load_outcome(r, runs) for r in TABLE1) if o and o.agg.get("n_folds")]
+    if not found:
+        return Outcome(Row("Best baseline of Table I", None, None, None), note="no Table I aggregate yet (run `make table1`)")
+    best = max(found, key=lambda o: (o.agg["ua"]["mean"], o.agg["wa"]["mean"]))
+    r = best.row
+    best.row = Row(f"Best baseline of Table I here (by UA): {r.system}", r.experiment, r.wa, r.ua)
+    best.extra["paper_note"] = " (Table I)"
+    return best
+
+
+# --- markdown -------------------------------------------------------------------------------
+
+
+def _cell(agg: dict, key: str, expected: int) -> str:
+    m = agg[key]
+    if m["mean"] is None:
+        return "no finished fold"
+    text = f"{100 * m['mean']:.1f}" + (f" ± {100 * m['std']:.1f}" if m["std"] is not None else "")
+    return text if agg["n_folds"] >= expected else f"{text} (only {agg['n_folds']}/{expected} folds)"
+
+
+def _flatten(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k}={json.dumps(v) if not isinstance(v, str) else v}")
+    return out
+
+
+def describe_profile(name: str, path: Path | None) -> str:
+    """The profile's own header comment and the settings it overrides."""
+    if path is None or not path.is_file():
+        return f"**{name}**"
+    text = path.read_text()
+    header = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("# ").strip())
+    settings = ", ".join(f"`{s}`" for s in _flatten(yaml.safe_load(text) or {}))
+    return f"**{name}** (`{path}`): {' '.join(header)} Settings: {settings or 'none (base.yaml as is)'}."
+
+
+def _corpus_lines(aggs: list[dict]) -> list[str]:
+    data = next((a["resolved_config"].get("data") or {} for a in aggs if a.get("resolved_config")), {})
+    corpora = sorted({c for a in aggs for c in a.get("corpus") or []})
+    if not aggs:
+        return ["- Corpus: none (no row was run)."]
+    if data.get("root"):
+        corpus = f"IEMOCAP (`{data['root']}`)"
+    elif data.get("manifest"):
+        corpus = f"the manifest `{data['manifest']}`"
+    else:
+        corpus = (f"the SYNTHETIC demo corpus ({data.get('demo_utterances_per_speaker')} utterances per speaker, "
+                  "speech-like noise in IEMOCAP's layout), NOT IEMOCAP: these figures say nothing about the paper's")
+    n_test = {a["experiment"]: sum(f.get("n_utterances") or 0 for f in a["folds"]) for a in aggs}
+    classes = data.get("classes") or (aggs[0].get("classes") or [])
+    merge = sorted({m for a in aggs for m in a.get("merge_exc") or []})
+    return [
+        f"- Corpus: {corpus} (results.json says: {', '.join(corpora)}); "
+        f"{max(n_test.values())} test utterances over the folds.",
+        f"- Labels: {'improvised and scripted' if data.get('include_scripted') else 'improvised dialogs only'}; "
+        f"classes {', '.join(classes)}; merge_exc {', '.join(str(m).lower() for m in merge)}"
+        f"{' (exc counted as hap)' if True in merge else ' (exc left out)'}.",
+    ]
+
+
+def render_table(number: int, outcomes: list[Outcome], profile: str, profile_file: Path | None,
+                 folds: int = 5, command: str = "") -> str:
+    """Markdown: the paper's rows and figures, this package's mean ± std, and what produced them."""
+    lines = [f"# {TITLES[number]}", "",
+             f"| System | WA paper | WA here | UA paper | UA here |", "|---|---|---|---|---|"]
+    for o in outcomes:
+        r, note = o.row, o.extra.get("paper_note", "")
+        wa_p = f"{r.wa:.1f}{note}" if r.wa is not None else "—"
+        ua_p = f"{r.ua:.1f}{note}" if r.ua is not None else "—"
+        if o.agg and o.agg.get("n_folds"):
+            wa_h, ua_h = _cell(o.agg, "wa", folds), _cell(o.agg, "ua", folds)
+        else:
+            wa_h, ua_h = o.note or "no finished fold", "—"
+        lines.append(f"| {r.system} | {wa_p} | {wa_h} | {ua_p} | {ua_h} |")
+    aggs = [o.agg for o in outcomes if o.agg and o.agg.get("n_folds")]
+    devices = sorted({d for a in aggs for d in a.get("devices") or []})
+    lines += [
+        "",
+        f"- Paper: {PAPER}, Table {'I' if number == 1 else 'II'} (IEMOCAP, improvised, 4 classes, 5 folds)"
+        + ("; [9] is Satt et al. 2017, its figures as the paper quotes them." if number == 2 else "."),
+        f"- Here: utterance-level WA / UA in %, mean ± sample std (n − 1) over {folds} speaker-independent folds "
+        "(one held-out session each: one actor validation, the other test)"
+        + ("; a segmented model's utterance score is the mean of its 3 s segments' posteriors." if number == 1 else "."),
+        *_corpus_lines(aggs),
+        "- Initialisation here: " + "; ".join(f"{o.row.system}: {o.init or 'not run'}" for o in outcomes if o.row.experiment)
+        + ". ImageNet weights used by: " + (", ".join(o.row.system for o in outcomes if o.agg and o.init and o.init.startswith("ImageNet")) or "no row") + ".",
+        f"- Device: {', '.join(devices) or '—'}.",
+        f"- Profile: {describe_profile(profile, profile_file)}",
+        "- Wall time (training + testing, all folds): "
+        + (", ".join(f"{a['experiment']} {a['wall_s'] / 60:.1f} min" for a in aggs) or "—") + ".",
+    ]
+    constant = [a["experiment"] for a in aggs if all(len(f.get("predicted") or []) == 1 for f in a["folds"])]
+    if constant:
+        lines.append(f"- Constant answer: in every fold, {', '.join(constant)} predicted one class for all test "
+                     "utterances, so those figures are those of a constant answer (nothing usable was learned).")
+    if command:
+        lines.append(f"- Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M')}; per-fold results in the "
+                     "run folders' results.json, aggregates in aggregate.json.")
+    return "\n".join(lines) + "\n"
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def main(number: int, argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog=f"python -m ser_fcn table{number}",
+        allow_abbrev=False,
+        description=f"Run (or resume) the cross-validations of the paper's Table {'I' if number == 1 else 'II'} "
+        "and write the markdown table. Unknown arguments are passed to every fold's `fit`.",
+    )
+    p.add_argument("--profile", default="quick", help="quick | full | a profile YAML (default quick)")
+    p.add_argument("--iemocap", help="IEMOCAP_full_release folder (default: the synthetic demo corpus)")
+    p.add_argument("--weights-dir", type=Path, help="folder holding alexnet.pth / vgg16.pth (torchvision ImageNet state dicts)")
+    p.add_argument("--folds", type=int, default=5, help="5, or 10 with the speaker swap")
+    p.add_argument("--experiments", type=Path, default=Path("experiments"))
+    p.add_argument("--runs", type=Path, default=Path("runs") / "tables", help="where the folds are trained")
+    p.add_argument("--results", type=Path, default=Path("results"), help="where table<N>.md is written")
+    p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
+    a, overrides = p.parse_known_args(argv)
+    as_file = Path(a.profile)
+    profile_file = as_file if as_file.suffix in (".yaml", ".yml") else a.experiments / "profiles" / f"{a.profile}.yaml"
+    if not profile_file.is_file():
+        sys.exit(f"error: profile {a.profile!r}: {profile_file} not found")
+    if a.weights_dir is not None and not a.weights_dir.is_dir():
+        sys.exit(f"error: --weights-dir {a.weights_dir}: no such folder")
+    name = profile_file.stem
+    s = Setup(name, profile_file, a.experiments, a.runs / f"{name}-{'iemocap' if a.iemocap else 'demo'}",
+              a.folds, a.iemocap, a.weights_dir, overrides, a.verbose)
+    start = time.monotonic()
+    rows = TABLE1 if number == 1 else TABLE2[:1]
+    outcomes = {r.system: run_row(r, s) for r in rows}
+    if number == 2:
+        outcomes[MEANPOOL.system] = run_row(MEANPOOL, s)
+        ordered = [outcomes[TABLE2[0].system], *(Outcome(r, note="not reproduced here") for r in TABLE2[1:]),
+                   best_baseline(s.runs), outcomes[MEANPOOL.system]]
+    else:
+        ordered = list(outcomes.values())
+    command = " ".join(["python -m ser_fcn", f"table{number}", *(argv if argv is not None else sys.argv[2:])])
+    md = render_table(number, ordered, name, profile_file, a.folds, command)
+    a.results.mkdir(parents=True, exist_ok=True)
+    out = a.results / f"table{number}.md"
+    out.write_text(md)
+    print("\n" + md + f"\nwrote {out} ({(time.monotonic() - start) / 60:.1f} min)", flush=True)
+    incomplete = [o.row.experiment for o in outcomes.values() if o.agg is not None and not o.agg["complete"]]
+    if incomplete:
+        sys.exit(f"incomplete: {', '.join(incomplete)}; rerun the same command to train the missing folds")

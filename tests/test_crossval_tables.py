@@ -1,0 +1,265 @@
+"""Cross-validation runner (aggregate, resume, failures) and the paper's tables."""
+
+import json
+import os
+import statistics
+from pathlib import Path
+
+import pytest
+
+from ser_fcn.cli import main, run_cli
+from ser_fcn.reporting import crossval, tables
+from ser_fcn.reporting.crossval import aggregate, fold_list, run_crossval
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+CLASSES = ["neu", "hap", "sad", "ang"]
+
+
+def write_results(run_dir: Path, fold: int, cm, swap=False, classes=CLASSES, corpus="demo (synthetic)") -> dict:
+    total = sum(map(sum, cm))
+    recalls = [row[i] / sum(row) for i, row in enumerate(cm) if sum(row)]
+    r = {"config": "x", "corpus": corpus, "fold": fold, "swap_speakers": swap, "merge_exc": False,
+         "wa": sum(cm[i][i] for i in range(len(cm))) / total, "ua": sum(recalls) / len(recalls),
+         "n_utterances": total, "classes": classes, "confusion_matrix": cm}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "results.json").write_text(json.dumps(r))
+    return r
+
+
+CMS = {
+    1: [[5, 1, 0, 0], [2, 3, 0, 1], [0, 0, 4, 0], [1, 0, 0, 2]],
+    2: [[3, 0, 1, 0], [1, 1, 1, 1], [0, 2, 6, 0], [0, 0, 0, 5]],
+    3: [[7, 0, 0, 0], [0, 2, 0, 0], [3, 0, 1, 0], [0, 0, 1, 1]],
+}
+
+
+# --- aggregate --------------------------------------------------------------------------------
+
+
+def test_aggregate_mean_std_and_summed_confusion(tmp_path):
+    rs = [write_results(tmp_path / f"fold{k}", k, cm) for k, cm in CMS.items()]
+    agg = aggregate(tmp_path, [f.name for f in fold_list(5)])
+    assert agg["n_folds"] == 3 and not agg["complete"] and agg["missing_folds"] == ["fold4", "fold5"]
+    for key in ("wa", "ua"):
+        values = [r[key] for r in rs]
+        assert agg[key]["mean"] == pytest.approx(statistics.mean(values))
+        assert agg[key]["std"] == pytest.approx(statistics.stdev(values))  # sample std, n - 1
+    summed = [[sum(CMS[k][i][j] for k in CMS) for j in range(4)] for i in range(4)]
+    assert agg["confusion_matrix"] == summed and agg["classes"] == CLASSES
+    assert agg["pooled"]["wa"] == pytest.approx(sum(summed[i][i] for i in range(4)) / sum(map(sum, summed)))
+    assert agg["pooled"]["ua"] == pytest.approx(statistics.mean(summed[i][i] / sum(summed[i]) for i in range(4)))
+
+
+def test_aggregate_of_one_fold_has_no_std_and_mixed_classes_are_refused(tmp_path):
+    write_results(tmp_path / "fold1", 1, CMS[1])
+    agg = aggregate(tmp_path, ["fold1"])
+    assert agg["complete"] and agg["wa"]["std"] is None
+    write_results(tmp_path / "fold2", 2, CMS[2], classes=["neu", "hap", "sad", "fru"])
+    with pytest.raises(ValueError, match="classes"):
+        aggregate(tmp_path, ["fold1", "fold2"])
+
+
+def test_fold_list_five_ten_and_bad_counts():
+    assert [f.name for f in fold_list(5)] == ["fold1", "fold2", "fold3", "fold4", "fold5"]
+    ten = fold_list(10)
+    assert len(ten) == 10 and ten[5].name == "fold1-swap" and ten[5].swap
+    assert [f.name for f in fold_list(10, only=[2])] == ["fold2", "fold2-swap"]
+    with pytest.raises(ValueError, match="--folds 4"):
+        fold_list(4)
+
+
+# --- resume, with a fake fold runner ---------------------------------------------------------
+
+
+class FakeFit:
+    """Stands in for `python -m ser_fcn fit`: records the folds it trains, writes results.json."""
+
+    def __init__(self, fail: set[str] = frozenset()):
+        self.trained: list[str] = []
+        self.fail = set(fail)
+
+    def __call__(self, cmd: list[str], log: Path) -> int:
+        run_dir = Path(cmd[cmd.index("--run_dir") + 1])
+        fold = int(cmd[cmd.index("--data.fold") + 1])
+        swap = cmd[cmd.index("--data.swap_speakers") + 1] == "true"
+        assert cmd[cmd.index("fit") - 2:cmd.index("fit")] == ["-m", "ser_fcn"]
+        self.trained.append(run_dir.name)
+        log.write_text("GPU available: False, used: False\n")
+        if run_dir.name in self.fail:
+            (run_dir / "checkpoints").mkdir(parents=True)  # died mid-fold
+            return 1
+        write_results(run_dir, fold, CMS[1 + fold % 3], swap=swap)
+        return 0
+
+
+def test_only_missing_or_unfinished_folds_are_trained_again(tmp_path):
+    out, cfg = tmp_path / "cv", [str(EXPERIMENTS / "fcn_attn.yaml")]
+    fit = FakeFit()
+    agg = run_crossval(cfg, out, 5, launch=fit)
+    assert fit.trained == [f"fold{k}" for k in range(1, 6)] and agg["complete"]
+    assert json.loads((out / "aggregate.json").read_text())["n_folds"] == 5
+    assert json.loads((out / "fold1" / "cv_fold.json").read_text())["device"].startswith("CPU")
+    mtimes = {k: (out / f"fold{k}" / "results.json").stat().st_mtime_ns for k in range(1, 6)}
+
+    fit.trained.clear()
+    run_crossval(cfg, out, 5, launch=fit)  # everything done: nothing trains
+    assert fit.trained == []
+
+    (out / "fold3" / "results.json").unlink()  # a lost result
+    (out / "fold4" / "results.json").unlink()  # a fold killed mid-run: folder without results
+    (out / "fold4" / "stale.ckpt").write_text("half a checkpoint")
+    agg = run_crossval(cfg, out, 5, launch=fit)
+    assert fit.trained == ["fold3", "fold4"] and agg["complete"]
+    assert not (out / "fold4" / "stale.ckpt").exists()  # cleared before retraining
+    for k in (1, 2, 5):
+        assert (out / f"fold{k}" / "results.json").stat().st_mtime_ns == mtimes[k]
+
+
+def test_a_failed_fold_does_not_stop_the_others(tmp_path, capsys):
+    out, cfg = tmp_path / "cv", [str(EXPERIMENTS / "fcn_attn.yaml")]
+    agg = run_crossval(cfg, out, 10, launch=FakeFit(fail={"fold2"}))
+    assert agg["n_folds"] == 9 and agg["missing_folds"] == ["fold2"] and not agg["complete"]
+    assert "FAILED" in capsys.readouterr().out
+    fit = FakeFit()
+    assert run_crossval(cfg, out, 10, launch=fit)["complete"] and fit.trained == ["fold2"]
+
+
+def test_another_setup_in_the_same_folder_and_reserved_overrides_are_refused(tmp_path):
+    out, cfg = tmp_path / "cv", [str(EXPERIMENTS / "fcn_attn.yaml")]
+    run_crossval(cfg, out, 5, launch=FakeFit())
+    with pytest.raises(SystemExit, match="another setup"):
+        run_crossval(cfg, out, 5, ["--trainer.max_epochs", "3"], launch=FakeFit())
+    with pytest.raises(SystemExit, match="--data.fold"):
+        run_crossval(cfg, tmp_path / "cv2", 5, ["--data.fold", "2"], launch=FakeFit())
+
+
+# --- a tiny real cross-validation: subprocess folds, the speaker swap, resume --------------------
+
+
+def test_real_fold_in_a_subprocess_then_resume_retrains_only_the_lost_fold(demo_corpus, tmp_path, monkeypatch):
+    launched = []
+    real = crossval.launch_fold
+    monkeypatch.setattr(crossval, "launch_fold", lambda cmd, log, echo=False: launched.append(log.stem) or real(cmd, log, echo))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    out = tmp_path / "cv"
+    argv = ["cv", "--config", str(EXPERIMENTS / "fcn_attn.yaml"), "--folds", "10", "--only", "1", "--out", str(out),
+            "--data.root", str(demo_corpus.root), "--data.progress", "false", "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "2", "--data.max_frames_per_batch", "2500"]
+    write_results(out / "fold1", 1, CMS[1])  # done by an earlier run: one real fit is enough here
+    main(argv)  # `cv` is registered in COMMANDS
+    assert launched == ["fold1-swap"]
+    swapped = json.loads((out / "fold1-swap" / "results.json").read_text())
+    assert swapped["test_speaker"] == "1F" and swapped["val_speaker"] == "1M" and swapped["swap_speakers"]
+    agg = json.loads((out / "aggregate.json").read_text())
+    assert agg["n_folds"] == 2 and agg["missing_folds"] == [f.name for f in fold_list(10) if f.fold != 1]
+    assert sum(map(sum, agg["confusion_matrix"])) == sum(map(sum, CMS[1])) + swapped["n_utterances"]
+
+    kept = (out / "fold1" / "results.json").stat().st_mtime_ns
+    (out / "fold1-swap" / "results.json").unlink()  # lost: the folder stays, without results
+    fit = FakeFit()  # the retraining itself is the same subprocess as above; count what is launched
+    monkeypatch.setattr(crossval, "launch_fold", lambda cmd, log, echo=False: fit(cmd, log))
+    main(argv)
+    assert fit.trained == ["fold1-swap"] and (out / "fold1" / "results.json").stat().st_mtime_ns == kept
+    assert not (out / "fold1-swap" / "checkpoints").exists()  # the unfinished folder was cleared first
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def _agg(tmp_path: Path, name: str, scale: int = 1) -> dict:
+    for k in range(1, 6):
+        write_results(tmp_path / name / f"fold{k}", k, [[n * scale for n in row] for row in CMS[1 + k % 3]])
+    agg = aggregate(tmp_path / name, [f"fold{k}" for k in range(1, 6)], name=name)
+    agg["devices"] = ["CPU: Test CPU (2 cores)"]
+    agg["resolved_config"] = {"net": {"weights": None}, "data": {"demo_utterances_per_speaker": 16, "include_scripted": False}}
+    (tmp_path / name / "aggregate.json").write_text(json.dumps(agg))
+    return agg
+
+
+def test_table1_markdown_has_the_papers_rows_and_figures_and_what_produced_it(tmp_path):
+    agg = _agg(tmp_path, "alexnet_random")
+    outcomes = [tables.Outcome(tables.TABLE1[0], agg=agg, init="random"),
+                tables.Outcome(tables.TABLE1[1], note=tables.OFFLINE),
+                tables.Outcome(tables.TABLE1[2], agg=agg, init="random"),
+                tables.Outcome(tables.TABLE1[3], note=tables.OFFLINE)]
+    md = tables.render_table(1, outcomes, "quick", EXPERIMENTS / "profiles" / "quick.yaml")
+    assert "| System | WA paper | WA here | UA paper | UA here |" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "System" not in line]
+    assert [r.split(" | ")[0][2:] for r in rows] == ["AlexNet Random-init", "AlexNet Finetuning",
+                                                      "VGGNet-16 Random-init", "VGGNet-16 Finetuning"]
+    for row, (wa, ua) in zip(rows, [(66.5, 54.8), (67.9, 57.3), (65.3, 54.8), (66.8, 56.7)]):
+        assert f"| {wa} |" in row and f"| {ua} |" in row
+    here = f"{100 * agg['wa']['mean']:.1f} ± {100 * agg['wa']['std']:.1f}"
+    assert here in rows[0] and "not run: ImageNet weights unavailable (offline)" in rows[1]
+    assert "SYNTHETIC demo corpus" in md and "improvised dialogs only" in md and "classes neu, hap, sad, ang" in md
+    assert "merge_exc false" in md and "Device: CPU: Test CPU (2 cores)" in md and "**quick**" in md
+    assert "ImageNet weights used by: no row" in md
+
+
+def test_table2_has_the_papers_rows_the_best_baseline_and_mean_pooling(tmp_path):
+    _agg(tmp_path, "alexnet_random")
+    _agg(tmp_path, "vgg16_random", scale=2)  # same recalls: the tie goes to the higher WA, equal too
+    fcn = _agg(tmp_path, "fcn_attn")
+    best = tables.best_baseline(tmp_path)
+    assert best.row.experiment in ("alexnet_random", "vgg16_random") and best.row.system.startswith("Best baseline")
+    outcomes = [tables.Outcome(tables.TABLE2[0], agg=fcn, init="random"),
+                *(tables.Outcome(r, note="not reproduced here") for r in tables.TABLE2[1:]),
+                best, tables.Outcome(tables.MEANPOOL, agg=fcn, init="random")]
+    md = tables.render_table(2, outcomes, "quick", EXPERIMENTS / "profiles" / "quick.yaml")
+    for system, wa, ua in [("Our FCN+Attention", 70.4, 63.9), ("CNN+LSTM Model1 in [9]", 68.8, 59.4),
+                           ("CNN+LSTM Model2 in [9]", 67.3, 62.0)]:
+        assert any(line.startswith(f"| {system} | {wa} |") and f"| {ua} |" in line for line in md.splitlines())
+    assert "mean pooling" in md and "(Table I)" in md and "Satt et al. 2017" in md
+    assert tables.best_baseline(tmp_path / "nothing").note.startswith("no Table I aggregate")
+
+
+def test_finetune_rows_are_not_run_without_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached download
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # offline even where there is a network
+    ran = []
+    monkeypatch.setattr(tables, "run_crossval", lambda *a, **k: ran.append((a, k)) or {})
+    s = tables.Setup("quick", EXPERIMENTS / "profiles" / "quick.yaml", EXPERIMENTS, tmp_path / "runs")
+    o = tables.run_row(tables.TABLE1[1], s)
+    assert o.note == tables.OFFLINE and o.agg is None and ran == []  # never trained from random init
+
+    weights = tmp_path / "w"
+    weights.mkdir()
+    (weights / "vgg16.pth").write_bytes(b"")  # a local file is used as is (the fit checks its content)
+    s.weights_dir = weights
+    o = tables.run_row(tables.TABLE1[3], s)
+    (configs, out, folds, overrides), _ = ran[0]
+    assert overrides[-2:] == ["--model.net.init_args.weights", str((weights / "vgg16.pth").resolve())]
+    assert o.init.startswith("ImageNet") and Path(out).name == "vgg16_finetune"
+    assert tables.run_row(tables.TABLE1[1], s).note.startswith(tables.OFFLINE + "; no alexnet.pth")
+
+
+# --- experiment files -------------------------------------------------------------------------
+
+
+SEGMENTED = ["alexnet_random", "alexnet_finetune", "vgg16_random", "vgg16_finetune"]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")))
+def test_every_experiment_file_parses_and_the_baselines_are_segmented(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli(["fit", "--config", str(EXPERIMENTS / f"{name}.yaml"),
+                 "--config", str(EXPERIMENTS / "profiles" / "quick.yaml"), "--print_config"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert ("segmented: true" in out) == (name in SEGMENTED)
+    if name in SEGMENTED:
+        assert "ser_fcn.models.SegmentClassifier" in out and f"arch: {name.split('_')[0]}" in out
+        assert ("weights: imagenet" in out) == name.endswith("finetune")
+    if name == "fcn_meanpool":
+        assert "lam: 0.0" in out
+    assert "limit_train_batches: 6" in out  # the profile is applied after the experiment
+
+
+def test_profiles_parse():
+    for profile in (EXPERIMENTS / "profiles").glob("*.yaml"):
+        with pytest.raises(SystemExit) as e:
+            run_cli(["fit", "--config", str(EXPERIMENTS / "fcn_attn.yaml"), "--config", str(profile), "--print_config"])
+        assert e.value.code == 0, profile
