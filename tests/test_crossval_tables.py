@@ -126,12 +126,34 @@ def test_a_failed_fold_does_not_stop_the_others(tmp_path, capsys):
 
 
 def test_another_setup_in_the_same_folder_and_reserved_overrides_are_refused(tmp_path):
-    out, cfg = tmp_path / "cv", [str(EXPERIMENTS / "fcn_attn.yaml")]
+    exp = tmp_path / "exp.yaml"
+    exp.write_text((EXPERIMENTS / "fcn_attn.yaml").read_text())
+    out, cfg = tmp_path / "cv", [str(exp)]
     run_crossval(cfg, out, 5, launch=FakeFit())
+    exp.write_text("# a new comment changes nothing\n" + exp.read_text())
+    fit = FakeFit()
+    assert run_crossval(cfg, out, 5, launch=fit)["complete"] and fit.trained == []
     with pytest.raises(SystemExit, match="another setup"):
         run_crossval(cfg, out, 5, ["--trainer.max_epochs", "3"], launch=FakeFit())
+    exp.write_text(exp.read_text().replace("lam: 0.3", "lam: 0.5"))
+    with pytest.raises(SystemExit, match="another setup"):
+        run_crossval(cfg, out, 5, launch=FakeFit())
     with pytest.raises(SystemExit, match="--data.fold"):
         run_crossval(cfg, tmp_path / "cv2", 5, ["--data.fold", "2"], launch=FakeFit())
+
+
+def test_a_config_edited_during_the_run_stops_it(tmp_path):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text((EXPERIMENTS / "fcn_attn.yaml").read_text())
+    fake = FakeFit()
+
+    def fit_then_edit(cmd, log):
+        exp.write_text(exp.read_text().replace("lam: 0.3", "lam: 0.7"))
+        return fake(cmd, log)
+
+    with pytest.raises(SystemExit, match="changed while"):
+        run_crossval([str(exp)], tmp_path / "cv", 5, launch=fit_then_edit)
+    assert fake.trained == ["fold1"]
 
 
 # --- a tiny real cross-validation: subprocess folds, the speaker swap, resume --------------------

@@ -2,12 +2,12 @@
 
 The child process (`python -m ser_fcn.bench.memory ...`) runs the real thing: SERDataModule
 on the synthetic cached corpus (manifest, fold 1, training statistics over every training
-utterance, the bucketed loader), SERModule + FCNAttention, a Lightning Trainer on the CPU,
-for the first `--batches` batches of epoch 1 (a whole epoch takes far longer than the
-bench may on a 2-core CPU). It reports the process's peak RSS (getrusage) and the RSS after
-imports, after setup and after each batch, so a reader sees whether it had levelled off.
-Every batch of the epoch is capped at the same padded size (no utterance is over the cap),
-so later batches need no more activation memory than the ones run.
+utterance, the bucketed loader), SERModule + FCNAttention and a Lightning Trainer on the CPU.
+A whole epoch takes far longer than the bench may on a 2-core CPU, so it runs the epoch's
+batches heaviest first (the few with the most padded frames, the longest and the widest,
+then the rest in the epoch's order) until `--batches` or `--time-budget`. It reports the
+process's peak RSS (getrusage) and, after imports, setup and each batch, the RSS and the
+peak so far, so a reader sees which batch set the peak and whether it had levelled off.
 """
 
 from __future__ import annotations
@@ -27,6 +27,23 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def heavy_first(plan: list[list[int]], lengths, k: int = 4) -> list[list[int]]:
+    """The plan's batches reordered: the k with most padded frames, the k longest, the k
+    widest (largest batch), then all the others in plan order."""
+    def padded(b):
+        return len(b) * max(lengths[i] for i in b)
+
+    def longest(b):
+        return max(lengths[i] for i in b)
+
+    first: list[int] = []
+    for key in (padded, longest, len):
+        for i in sorted(range(len(plan)), key=lambda i: key(plan[i]), reverse=True)[:k]:
+            if i not in first:
+                first.append(i)
+    return [plan[i] for i in first] + [b for i, b in enumerate(plan) if i not in set(first)]
 
 
 def peak_rss_mb() -> float:
@@ -67,6 +84,7 @@ def _child(argv: list[str]) -> None:
     ap.add_argument("--batches", type=int, required=True)
     ap.add_argument("--time-budget", type=float, default=300.0)
     ap.add_argument("--max-frames-per-batch", type=int, default=None, help="default: SERDataModule's")
+    ap.add_argument("--cache-dtype", default=None, help="default: SERDataModule's (the cache must hold this dtype)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     rss_start = rss_mb()
@@ -74,6 +92,7 @@ def _child(argv: list[str]) -> None:
     import warnings
 
     import lightning as L
+    from torch.utils.data import DataLoader
 
     from ..data.datamodule import SERDataModule
     from ..models import FCNAttention
@@ -82,6 +101,8 @@ def _child(argv: list[str]) -> None:
     warnings.filterwarnings("ignore")
     rss_imports = rss_mb()
     kw = {"max_frames_per_batch": args.max_frames_per_batch} if args.max_frames_per_batch else {}
+    if args.cache_dtype:
+        kw["cache_dtype"] = args.cache_dtype
     dm = SERDataModule(manifest=args.manifest, cache_dir=args.cache_dir, classes=["neu", "hap", "sad", "ang"], progress=False, **kw)
     dm.prepare_data()
     dm.setup("fit")
@@ -92,9 +113,15 @@ def _child(argv: list[str]) -> None:
 
     class Probe(L.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            per_batch.append({"batch": batch_idx, "shape": list(batch["x"].shape), "rss_mb": round(rss_mb(), 1)})
+            per_batch.append({"batch": batch_idx, "shape": list(batch["x"].shape), "rss_mb": round(rss_mb(), 1),
+                              "peak_rss_mb": round(peak_rss_mb(), 1)})
             if time.perf_counter() - t_fit > args.time_budget:
                 trainer.should_stop = True
+
+    # the epoch's batches, heaviest first (see the module doc)
+    loader = dm.train_dataloader()
+    order = heavy_first(loader.batch_sampler.plan(0), train.lengths)
+    dm.train_dataloader = lambda: DataLoader(train, batch_sampler=order, collate_fn=loader.collate_fn)
 
     module = SERModule(net=FCNAttention(num_classes=4), num_classes=4, n_bins=n_bins, class_names=dm.classes)
     trainer = L.Trainer(
@@ -111,7 +138,8 @@ def _child(argv: list[str]) -> None:
         "rss_mb": {"start": round(rss_start, 1), "after_imports": round(rss_imports, 1), "after_setup": round(rss_setup, 1)},
         "per_batch": per_batch,
         "batches_run": len(per_batch),
-        "batches_per_epoch": len(dm.train_dataloader()),
+        "batches_per_epoch": len(order),
+        "order": "heaviest first: most padded frames, longest, widest; then the epoch's order",
         "train_utterances": len(train),
         "utterances": len(dm.rows),
         "max_frames_per_batch": dm.hparams.max_frames_per_batch,

@@ -148,15 +148,17 @@ def cpu_model() -> str:
 
 
 def setup_record(configs: Sequence[str], overrides: Sequence[str]) -> dict:
-    """What makes two runs the same experiment: the config files' contents and the overrides."""
+    """What makes two runs the same experiment: the config files' settings (base.yaml included;
+    comments and layout do not count) and the overrides."""
     from ..cli import BASE_CONFIG
 
+    def digest(f: str) -> str:
+        settings = yaml.safe_load(Path(f).read_text())
+        return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
     files = [str(BASE_CONFIG), *map(str, configs)]
-    return {
-        "configs": [str(c) for c in configs],
-        "sha1": {f: hashlib.sha1(Path(f).read_bytes()).hexdigest() for f in files},
-        "overrides": list(overrides),
-    }
+    return {"configs": [str(c) for c in configs], "settings_sha1": {f: digest(f) for f in files},
+            "overrides": list(overrides)}
 
 
 def _check_setup(out: Path, setup: dict) -> None:
@@ -228,6 +230,9 @@ def _train_folds(plan: list[Fold], out: Path, configs: Sequence[str], overrides:
         if run_dir.exists():  # killed mid-fold: start that fold again from scratch
             print(f"{tag} left unfinished by an earlier run: clearing {run_dir}", flush=True)
             shutil.rmtree(run_dir)
+        if setup_record(configs, overrides) != json.loads((out / SETUP).read_text()):
+            raise SystemExit(f"error: a config file changed while {out} was being trained; the folds "
+                             "done so far used the old one. Delete that folder and start again.")
         log = out / "logs" / f"{fold.name}.log"
         cmd = fit_command(configs, fold, run_dir, overrides)
         print(f"{tag} training (log: {log})", flush=True)

@@ -254,7 +254,7 @@ def render_table(number: int, outcomes: list[Outcome], profile: str, profile_fil
         + ". ImageNet weights used by: " + (", ".join(o.row.system for o in outcomes if o.agg and o.init and o.init.startswith("ImageNet")) or "no row") + ".",
         f"- Device: {', '.join(devices) or '—'}.",
         f"- Profile: {describe_profile(profile, profile_file)}",
-        "- Wall time (training + testing, all folds): "
+        "- Wall time of each row's folds (training + testing, when they were trained): "
         + (", ".join(f"{a['experiment']} {a['wall_s'] / 60:.1f} min" for a in aggs) or "—") + ".",
     ]
     constant = [a["experiment"] for a in aggs if all(len(f.get("predicted") or []) == 1 for f in a["folds"])]
