@@ -142,7 +142,6 @@ def test_bucketing_halves_padding_on_long_tailed_lengths():
     assert pb < 0.5 * pr, (pb, pr)
 
 
-@pytest.mark.slow  # imports Lightning (~7-12 s here, almost all of it the import)
 def test_lightning_calls_set_epoch_and_sees_every_utterance_each_epoch():
     import lightning as L
     from torch.utils.data import DataLoader, Dataset
