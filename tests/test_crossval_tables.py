@@ -1,7 +1,6 @@
 """Cross-validation runner (aggregate, resume, failures) and the paper's tables."""
 
 import json
-import os
 import statistics
 from pathlib import Path
 
@@ -114,6 +113,22 @@ def test_only_missing_or_unfinished_folds_are_trained_again(tmp_path):
     assert not (out / "fold4" / "stale.ckpt").exists()  # cleared before retraining
     for k in (1, 2, 5):
         assert (out / f"fold{k}" / "results.json").stat().st_mtime_ns == mtimes[k]
+
+
+def test_a_finished_fold_keeps_only_its_tested_checkpoint(tmp_path):
+    def fit(cmd, log):
+        run_dir = Path(cmd[cmd.index("--run_dir") + 1])
+        (run_dir / "checkpoints").mkdir(parents=True)
+        for name in ("best-epoch01.ckpt", "last.ckpt", "latest-epoch02.ckpt"):
+            (run_dir / "checkpoints" / name).write_bytes(b"x" * 10)
+        r = write_results(run_dir, 1, CMS[1])
+        best = run_dir / "checkpoints" / "best-epoch01.ckpt"
+        (run_dir / "results.json").write_text(json.dumps({**r, "ckpt_path": str(best) if run_dir.name == "fold1" else None}))
+        return 0
+
+    run_crossval([str(EXPERIMENTS / "fcn_attn.yaml")], tmp_path, 5, launch=fit, only=[1, 2])
+    assert sorted(p.name for p in (tmp_path / "fold1" / "checkpoints").iterdir()) == ["best-epoch01.ckpt"]
+    assert len(list((tmp_path / "fold2" / "checkpoints").iterdir())) == 3  # tested checkpoint unknown: keep all
 
 
 def test_a_failed_fold_does_not_stop_the_others(tmp_path, capsys):

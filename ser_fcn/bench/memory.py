@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
@@ -48,6 +50,16 @@ def heavy_first(plan: list[list[int]], lengths, k: int = 4) -> list[list[int]]:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def drift_mb_per_batch(report: dict) -> float:
+    """Least-squares slope of the after-batch RSS over the second half of the batches run."""
+    rss = [b["rss_mb"] for b in report["per_batch"]]
+    half = rss[len(rss) // 2 :]
+    if len(half) < 2:
+        return 0.0
+    x = np.arange(len(half), dtype=float)
+    return float(np.polyfit(x, np.asarray(half, dtype=float), 1)[0])
 
 
 def start(

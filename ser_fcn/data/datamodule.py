@@ -102,7 +102,8 @@ class SERDataModule(L.LightningDataModule):
         win_ms, hop_ms, n_fft, n_bins: spectrogram settings (the paper's by default).
         cache_dir: where spectrograms, manifests and the demo corpus are kept.
         cache_dtype: float16 (default; half the memory) or float32.
-        max_frames_per_batch: cap on padded frames (batch size x longest) per batch.
+        max_frames_per_batch: cap on padded frames (batch size x longest) per training batch;
+            validation and test batches take twice as many (no gradients).
         num_buckets: length buckets of the sampler (40: about 3.5 % padding on IEMOCAP-like
             lengths at 8000 frames a batch, 10 gave about 11 %; see `make bench`).
         segmented: cut utterances into `segment_frames` segments (the baselines' input).
@@ -276,10 +277,16 @@ class SERDataModule(L.LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         ds = self.datasets[name]
         replicas, rank = self._world()
+        cap, buckets = self.hparams.max_frames_per_batch, self.hparams.num_buckets
+        if name != "train":
+            # No gradients, and batching cannot change an answer (the encoder masks padding):
+            # twice the frames, and buckets of >= 16 utterances so a small split is not
+            # cut into batches of one or two.
+            cap, buckets = 2 * cap, max(1, min(buckets, len(ds) // 16))
         sampler = BucketBatchSampler(
             ds.lengths,
-            max_frames_per_batch=self.hparams.max_frames_per_batch,
-            num_buckets=self.hparams.num_buckets,
+            max_frames_per_batch=cap,
+            num_buckets=buckets,
             shuffle=shuffle,
             seed=self.hparams.seed,
             num_replicas=replicas,
@@ -289,7 +296,7 @@ class SERDataModule(L.LightningDataModule):
             log.warning(
                 "%s split: %d utterances are too few for %d equal, frame-capped shares per rank; "
                 "using %d batches, some above max_frames_per_batch=%d",
-                name, len(ds), replicas, sampler.total_batches, self.hparams.max_frames_per_batch,
+                name, len(ds), replicas, sampler.total_batches, cap,
             )
         collate = partial(_collate_segments, width=self.hparams.segment_frames) if self.hparams.segmented else pad_collate
         return DataLoader(

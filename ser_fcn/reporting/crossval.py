@@ -6,8 +6,10 @@ Fold k trains in `<out>/fold<k>` (`<out>/fold<k>-swap` for the five extra folds 
 `--folds 10`: validation and test speakers exchanged) through `python -m ser_fcn fit
 --run_dir …`, which tests the best checkpoint and writes `results.json`. That file marks the
 fold as done: a rerun skips it. A fold folder without it (a run killed mid-fold) is cleared
-and the fold retrained. Each fold's output goes to `<out>/logs/<fold>.log` (appended, so
-a crashed attempt stays readable). `<out>/aggregate.json` holds the mean and std of WA and
+and the fold retrained. Once a fold is done only its tested (best) checkpoint is kept; the
+others (last.ckpt …, 1.6 GB each for VGG16 with Adam state) are deleted unless
+--keep-checkpoints. Each fold's output goes to `<out>/logs/<fold>.log` (appended, so a
+crashed attempt stays readable). `<out>/aggregate.json` holds the mean and std of WA and
 UA over folds and the summed confusion matrix.
 
 `<out>/cv.json` records the setup (config files and their contents, overrides); a rerun
@@ -189,6 +191,7 @@ def run_crossval(
     echo: bool = False,
     launch: Callable[[list[str], Path], int] | None = None,
     name: str | None = None,
+    keep_checkpoints: bool = False,
 ) -> dict:
     """Train every fold not yet done, then write and return `<out>/aggregate.json`.
 
@@ -206,7 +209,7 @@ def run_crossval(
     launch = launch or (lambda cmd, log: launch_fold(cmd, log, echo))
     print(f"cv {name}: {len(plan)} folds in {out}", flush=True)
     with _sigterm_stops_the_fold():
-        failed = _train_folds(plan, out, configs, overrides, launch)
+        failed = _train_folds(plan, out, configs, overrides, launch, keep_checkpoints)
     agg = aggregate(out, [f.name for f in fold_list(folds)], name=name)
     (out / AGGREGATE).write_text(json.dumps(agg, indent=2))
     print(summary_line(agg), flush=True)
@@ -216,7 +219,7 @@ def run_crossval(
 
 
 def _train_folds(plan: list[Fold], out: Path, configs: Sequence[str], overrides: Sequence[str],
-                 launch: Callable[[list[str], Path], int]) -> list[str]:
+                 launch: Callable[[list[str], Path], int], keep_checkpoints: bool = False) -> list[str]:
     """Train the folds of `plan` that have no results.json, in order; the names of those that failed."""
     t0, trained, failed = time.monotonic(), [], []
     todo = [f for f in plan if not (out / f.name / RESULTS).is_file()]
@@ -247,6 +250,8 @@ def _train_folds(plan: list[Fold], out: Path, configs: Sequence[str], overrides:
             text = log.read_text(errors="replace") if log.is_file() else ""
             meta = {"wall_s": round(wall, 1), "device": describe_device(text), "command": cmd}
             (run_dir / FOLD_META).write_text(json.dumps(meta, indent=2))
+            if not keep_checkpoints:
+                drop_extra_checkpoints(run_dir, r.get("ckpt_path"))
             print(f"{tag} WA {100 * r['wa']:.1f}  UA {100 * r['ua']:.1f}  in {_fmt_time(wall)}"
                   f"  (elapsed {_fmt_time(time.monotonic() - t0)}{eta})", flush=True)
         else:
@@ -255,6 +260,19 @@ def _train_folds(plan: list[Fold], out: Path, configs: Sequence[str], overrides:
             print(f"{tag} FAILED (exit code {code}) after {_fmt_time(wall)}; last lines of {log}:", flush=True)
             print("\n".join("      " + t for t in tail), flush=True)
     return failed
+
+
+def drop_extra_checkpoints(run_dir: Path, keep: str | None) -> int:
+    """Delete the checkpoints of a finished fold except `keep` (the tested one); bytes freed.
+    Nothing is deleted when the tested checkpoint is unknown or missing."""
+    if not keep or not Path(keep).is_file():
+        return 0
+    freed = 0
+    for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
+        if ckpt.resolve() != Path(keep).resolve():
+            freed += ckpt.stat().st_size
+            ckpt.unlink()
+    return freed
 
 
 # --- aggregate ----------------------------------------------------------------------------
@@ -378,8 +396,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", type=int, nargs="+", help="train only these fold numbers (the aggregate lists the rest as missing)")
     p.add_argument("--out", help="folder of the folds and aggregate.json (default runs/cv/<first config name>)")
     p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep every checkpoint of a finished fold, not only the tested one")
     args, overrides = p.parse_known_args(argv)
     out = args.out or str(Path("runs") / "cv" / Path(args.config[0]).stem)
-    agg = run_crossval(args.config, out, args.folds, overrides, only=args.only, echo=args.verbose)
+    agg = run_crossval(args.config, out, args.folds, overrides, only=args.only, echo=args.verbose,
+                       keep_checkpoints=args.keep_checkpoints)
     if not agg["complete"] and not args.only:
         sys.exit(1)
