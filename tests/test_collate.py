@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ser_fcn.data.collate import average_posteriors, lengths_to_mask, pad_collate, segment
+from ser_fcn.data.collate import average_posteriors, lengths_to_mask, pad_collate
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -41,24 +41,6 @@ def test_pad_collate_uses_explicit_valid_length_and_checks_bins():
     assert pad_collate([seg])["lengths"].tolist() == [120]
     with pytest.raises(ValueError):
         pad_collate([item(0, 3, 5), item(1, 4, 5)])
-
-
-@FAST
-@given(n_frames=st.integers(1, 1300), n_bins=st.integers(1, 4), seg=st.sampled_from([300, 1, 7, 64]))
-def test_segment_loses_and_repeats_nothing(n_frames, n_bins, seg):
-    feats = torch.rand(n_bins, n_frames) + 1.0
-    segments, valid = segment(feats, seg)
-    assert len(segments) == len(valid) == -(-n_frames // seg)
-    assert all(s.shape == (n_bins, seg) for s in segments)
-    assert torch.equal(torch.cat([s[:, :v] for s, v in zip(segments, valid)], dim=1), feats)
-    assert all((s[:, v:] == 0).all() for s, v in zip(segments, valid))
-
-
-def test_segment_default_is_300_frames_and_rejects_empty():
-    segments, valid = segment(torch.ones(200, 650))
-    assert [s.shape[-1] for s in segments] == [300, 300, 300] and valid == [300, 300, 50]
-    with pytest.raises(ValueError):
-        segment(torch.ones(200, 0))
 
 
 @FAST

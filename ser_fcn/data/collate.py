@@ -34,23 +34,6 @@ def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
     return torch.arange(max_len, device=lengths.device) < lengths[:, None]
 
 
-def segment(features: Tensor, segment_frames: int = 300) -> tuple[list[Tensor], list[int]]:
-    """Cut ``(F, T)`` into consecutive ``(F, segment_frames)`` pieces; returns (segments, valid lengths).
-
-    300 frames = 3 s at a 10 ms shift: the paper's segmented baselines follow Satt et al. 2017.
-    The last piece (or the only one, for an utterance shorter than a segment) is zero-padded;
-    no frame is lost or repeated.
-    """
-    n_frames = features.shape[-1]
-    if n_frames == 0:
-        raise ValueError("cannot segment an empty utterance")
-    n_seg = -(-n_frames // segment_frames)
-    padded = torch.nn.functional.pad(features, (0, n_seg * segment_frames - n_frames))
-    segments = [s.contiguous() for s in padded.split(segment_frames, dim=-1)]
-    valid = [min(segment_frames, n_frames - k * segment_frames) for k in range(n_seg)]
-    return segments, valid
-
-
 def average_posteriors(scores: Tensor, utt_index: Tensor, from_logits: bool = True) -> tuple[Tensor, Tensor]:
     """Mean segment posteriors per utterance: ``(N, C)``, ``(N,)`` -> (sorted unique ids ``(U,)``, ``(U, C)``).
 

@@ -13,6 +13,8 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from ..data.collate import average_posteriors
+
 
 class UtterancePosteriors(Metric):
     full_state_update = False
@@ -31,9 +33,7 @@ class UtterancePosteriors(Metric):
     def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(utterance indices, mean posteriors (U, C), targets (U,)), sorted by utterance."""
         utt, probs, target = dim_zero_cat(self.utt), dim_zero_cat(self.probs), dim_zero_cat(self.target)
-        ids, inverse = torch.unique(utt, return_inverse=True)
-        summed = torch.zeros(len(ids), probs.shape[1], device=probs.device).index_add_(0, inverse, probs)
-        counts = torch.zeros(len(ids), device=probs.device).index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float))
+        ids, mean = average_posteriors(probs, utt, from_logits=False)
         labels = torch.empty(len(ids), dtype=target.dtype, device=target.device)
-        labels[inverse] = target
-        return ids, summed / counts[:, None], labels
+        labels[torch.searchsorted(ids, utt)] = target
+        return ids, mean, labels

@@ -183,7 +183,3 @@ class SERModule(L.LightningModule):
             "recall_per_class": dict(zip(self.class_names, recalls.tolist())),
             "history": self.history,
         }
-
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        logits, attention = self(batch["x"], batch["lengths"])
-        return {"ids": batch["ids"], "probs": logits.float().softmax(-1), "attention": attention}
