@@ -29,19 +29,27 @@ def status() -> str | None:
     return None
 
 
-def measure(lengths: np.ndarray, max_frames_per_batch: int, num_buckets: int, warmup_batches: int = 5, log=print) -> dict:
-    reason = status()
+def measure(
+    lengths: np.ndarray, max_frames_per_batch: int, num_buckets: int, warmup_batches: int = 5, log=print, device: str = "cuda"
+) -> dict:
+    """`device` other than cuda only to try the code path (e.g. "cpu" with a few lengths)."""
+    dev = torch.device(device)
+    reason = status() if dev.type == "cuda" else None
     if reason:
         return {"measured": False, "reason": reason}
-    dev = torch.device("cuda")
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
     train = lengths[np.arange(len(lengths)) % 5 != 0]  # 4 of 5 sessions
     plan = bucket_sampler(train, max_frames_per_batch, num_buckets).plan(0)
-    out = {"measured": True, "device": torch.cuda.get_device_name(dev), "utterances": len(train), "batches": len(plan),
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+    out = {"measured": True, "device": name, "utterances": len(train), "batches": len(plan),
            "frames": int(train.sum()), "max_frames_per_batch": max_frames_per_batch}
     for precision in ("fp32", "bf16"):
         module, opt = build_module()
         module.to(dev)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
+        autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
         def step(idx):
             lens = torch.as_tensor(train[idx], device=dev)
@@ -58,15 +66,16 @@ def measure(lengths: np.ndarray, max_frames_per_batch: int, num_buckets: int, wa
             warnings.simplefilter("ignore")
             for idx in plan[:warmup_batches]:
                 step(idx)
-            torch.cuda.synchronize()
+            sync()
             t0 = time.perf_counter()
             for idx in plan:
                 step(idx)
-            torch.cuda.synchronize()
+            sync()
         secs = time.perf_counter() - t0
         out[precision] = {"epoch_seconds": round(secs, 2), "valid_frames_per_s": int(train.sum()) / secs}
-        log(f"  GPU {precision}: {secs:.1f} s per epoch")
+        log(f"  {name} {precision}: {secs:.1f} s per epoch")
         del module, opt
-        torch.cuda.empty_cache()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
     out["bf16_speedup"] = out["fp32"]["epoch_seconds"] / out["bf16"]["epoch_seconds"]
     return out

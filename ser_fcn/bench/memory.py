@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 
-def rss_mb() -> float:
+def rss_mb() -> float:  # MiB, as peak_rss_mb
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -74,6 +75,15 @@ def machine() -> dict:
     }
 
 
+def to_json(r: dict) -> str:
+    """Indented JSON with every list of plain values, and every small flat object, on one line."""
+    text = json.dumps(r, indent=2, default=float)
+    one_line = lambda m: m.group(1) + re.sub(r"\n\s*", " ", m.group(2)).strip() + m.group(3)  # noqa: E731
+    text = re.sub(r"(\[)([^\[\]{}\"]*?)(\])", one_line, text)  # lists of numbers
+    text = re.sub(r"(\{)([^{}]{0,200}?)(\})", one_line, text)  # flat objects (a batch of the memory trace)
+    return text + "\n"
+
+
 def _fmt_pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -111,7 +121,7 @@ def goal_rows(r: dict) -> list[dict]:
         "value": ratio, "target": 10, "ok": ratio >= 10,
     })
     m = r["memory"]
-    gb = m["peak_rss_mb"] / 1024
+    gb = m["peak_rss_mb"] * 2**20 / 1e9  # getrusage reports KiB; the goal is in GB (10^9 bytes)
     rows.append({
         "id": "memory", "goal": "peak RSS of a training epoch < 3 GB",
         "measured": f"{gb:.2f} GB ({m['batches_run']} of {m['batches_per_epoch']} batches, heaviest first; {m['utterances']} utterances, {m['cache_dtype']} cache)",
@@ -182,14 +192,15 @@ def markdown(r: dict, rows: list[dict]) -> str:
         f"{mem['train_utterances']} training utterances; training statistics over all of them) and a Lightning Trainer with "
         f"SERModule + FCNAttention on the CPU over {coverage}, heaviest first (most padded frames, longest, widest, then "
         f"the epoch's order). The features were written straight into the cache (random values, real shapes, no audio). "
-        f"Peak RSS (getrusage) {mem['peak_rss_mb']:.0f} MB; RSS after imports {mem['rss_mb']['after_imports']:.0f} MB, "
-        f"after setup {mem['rss_mb']['after_setup']:.0f} MB, after batches "
-        f"{', '.join(str(b['batch'] + 1) for b in trace)}: {', '.join(str(int(b['rss_mb'])) for b in trace)} MB "
-        f"(a drift of {mem_slope:+.1f} MB a batch over the second half of the run). Every batch is capped at "
+        f"Peak RSS (getrusage) {mem['peak_rss_mb']:.0f} MiB; RSS after imports {mem['rss_mb']['after_imports']:.0f} MiB, "
+        f"after setup {mem['rss_mb']['after_setup']:.0f} MiB, after batches "
+        f"{', '.join(str(b['batch'] + 1) for b in trace)}: {', '.join(str(int(b['rss_mb'])) for b in trace)} MiB "
+        f"(a drift of {mem_slope:+.1f} MiB a batch over the second half of the run: freed activations that glibc's "
+        f"malloc keeps in its heap). Every batch is capped at "
         f"{mem['max_frames_per_batch']} padded frames. The loader reads each utterance "
         f"from the cache when its batch is built, so the cache dtype sets disk and page cache, not RSS: the whole training "
-        f"split would take {mem['train_features_if_held_in_ram_mb']:.0f} MB in {mem['cache_dtype']} "
-        f"({mem['train_features_float32_mb']:.0f} MB in float32) even if it were held in memory.",
+        f"split would take {mem['train_features_if_held_in_ram_mb']:.0f} MiB in {mem['cache_dtype']} "
+        f"({mem['train_features_float32_mb']:.0f} MiB in float32) even if it were held in memory.",
         f"6. **GPU**: {r['gpu'].get('reason') or 'see bench.json'}.",
     ]
     if t.get("profile_top_ops"):
@@ -280,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     r["all_goals_met"] = all(row["ok"] is not False for row in rows)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps(r, indent=2, default=float) + "\n")
+    (out_dir / "bench.json").write_text(to_json(r))
     (out_dir / "bench.md").write_text(markdown(r, rows))
     print()
     print(table(rows))
