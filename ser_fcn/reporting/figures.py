@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.collate import average_posteriors
 from ..data.features import SpectrogramConfig
 
 log = logging.getLogger(__name__)
@@ -186,24 +187,6 @@ def newest_checkpoint(pattern: str = DEFAULT_CKPT_GLOB) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def _net_config_of_run(path: Path, hparams: dict) -> dict | None:
-    """The net's config for a checkpoint without one in its hparams (written before the CLI
-    recorded it): `model.net` of the run's config.yaml (`<run>/checkpoints/<ckpt>`)."""
-    import yaml
-
-    config = path.resolve().parent.parent / "config.yaml"
-    if not config.is_file():
-        return None
-    net = (yaml.safe_load(config.read_text()).get("model") or {}).get("net")
-    if not isinstance(net, dict) or "class_path" not in net:
-        return None
-    init = net.setdefault("init_args", {})
-    init["num_classes"] = hparams.get("num_classes", 4)
-    if "weights" in init:
-        init["weights"] = None  # the trained weights are in the checkpoint
-    return net
-
-
 def load_checkpoint(path: str | Path, device: str = "cpu"):
     """(SERModule in eval mode, SpectrogramConfig of the run, datamodule hparams dict)."""
     from ..training.module import SERModule
@@ -212,17 +195,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     raw = torch.load(path, map_location="cpu", weights_only=False)
-    hparams = raw.get("hyper_parameters") or {}
-    extra = {}
-    if "net" not in hparams:
-        net = _net_config_of_run(path, hparams)
-        if net is None:
-            raise FileNotFoundError(
-                f"{path}: the checkpoint does not record its network's config, and no config.yaml "
-                "was found next to its checkpoints/ folder"
-            )
-        extra["net"] = net
-    module = SERModule.load_from_checkpoint(path, map_location=device, **extra)
+    if "net" not in (raw.get("hyper_parameters") or {}):
+        raise ValueError(
+            f"{path}: the checkpoint does not record its network's config; "
+            "checkpoints written by `python -m ser_fcn fit` do"
+        )
+    module = SERModule.load_from_checkpoint(path, map_location=device)
     module.eval()
     dm_hp = dict(raw.get("datamodule_hyper_parameters") or {})
     defaults = SpectrogramConfig()
@@ -252,15 +230,14 @@ def datamodule_from_hparams(dm_hp: dict):
 @torch.inference_mode()
 def posteriors(module, loader) -> dict[int, tuple[np.ndarray, int]]:
     """Utterance posteriors (segments averaged) of a dataloader: utt_index -> (probs, label)."""
-    sums: dict[int, list] = {}
+    logits, utts, labels = [], [], {}
     for batch in loader:
-        logits, _ = module(batch["x"].to(module.device), batch["lengths"].to(module.device))
-        probs = logits.float().softmax(-1).cpu().numpy()
-        for u, p, y in zip(batch["utt_index"].tolist(), probs, batch["y"].tolist()):
-            s = sums.setdefault(u, [np.zeros_like(p), 0, y])
-            s[0] += p
-            s[1] += 1
-    return {u: (s[0] / s[1], s[2]) for u, s in sums.items()}
+        out, _ = module(batch["x"].to(module.device), batch["lengths"].to(module.device))
+        logits.append(out.float().cpu())
+        utts.append(batch["utt_index"])
+        labels.update(zip(batch["utt_index"].tolist(), batch["y"].tolist()))
+    ids, mean = average_posteriors(torch.cat(logits), torch.cat(utts))
+    return {u: (p, labels[u]) for u, p in zip(ids.tolist(), mean.numpy())}
 
 
 def pick_examples(post: dict[int, tuple[np.ndarray, int]], n_classes: int) -> list[tuple[int, int, bool]]:
