@@ -19,11 +19,11 @@ from pathlib import Path
 import yaml
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from .configs import BASE_CONFIG
 from .data.datamodule import SERDataModule
 from .training.callbacks import ResultsWriter
 from .training.module import SERModule
 
-BASE_CONFIG = Path(__file__).parent / "configs" / "base.yaml"
 RUN_DIR_ENV = "SER_FCN_RUN_DIR"  # shares one run dir with DDP's child processes
 
 

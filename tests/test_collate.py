@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ser_fcn.data.collate import average_posteriors, lengths_to_mask, pad_collate
+from ser_fcn.data.collate import lengths_to_mask, pad_collate
+from ser_fcn.training.metrics import average_posteriors
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -1,4 +1,4 @@
-"""Pad-to-longest collate (the Batch dict of docs/design.md), masks, 3 s segmentation."""
+"""Pad-to-longest collate (the Batch dict of docs/design.md), fixed-width segment batches, masks."""
 
 from __future__ import annotations
 
@@ -34,13 +34,9 @@ def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
     return torch.arange(max_len, device=lengths.device) < lengths[:, None]
 
 
-def average_posteriors(scores: Tensor, utt_index: Tensor, from_logits: bool = True) -> tuple[Tensor, Tensor]:
-    """Mean segment posteriors per utterance: ``(N, C)``, ``(N,)`` -> (sorted unique ids ``(U,)``, ``(U, C)``).
-
-    ``scores`` are logits (softmaxed here) or, with ``from_logits=False``, probabilities.
-    """
-    probs = scores.softmax(dim=-1) if from_logits else scores
-    ids, inverse = torch.unique(utt_index, return_inverse=True)
-    sums = probs.new_zeros(len(ids), probs.shape[-1]).index_add_(0, inverse, probs)
-    counts = torch.bincount(inverse, minlength=len(ids)).to(probs.dtype)
-    return ids, sums / counts[:, None]
+def segment_collate(items: list[dict], width: int) -> dict:
+    """`pad_collate`, then right-padded to `width` frames: the segmented baselines' fixed 3 s input."""
+    batch = pad_collate(items)
+    if batch["x"].shape[-1] < width:
+        batch["x"] = torch.nn.functional.pad(batch["x"], (0, width - batch["x"].shape[-1]))
+    return batch

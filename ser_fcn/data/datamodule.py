@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .collate import pad_collate
+from .collate import pad_collate, segment_collate
 from .demo_corpus import generate_demo_corpus
 from .features import FeatureCache, SpectrogramConfig
 from .folds import FoldSplit, make_fold
@@ -74,17 +74,6 @@ class SpectrogramDataset(Dataset):
             "utt_index": pos,
             "utterance_id": utt.utterance_id,
         }
-
-
-def _pad_to_width(batch: dict, width: int) -> dict:
-    """Right-pad a collated batch to a fixed width (the segmented baselines' 3 s input)."""
-    if batch["x"].shape[-1] < width:
-        batch["x"] = torch.nn.functional.pad(batch["x"], (0, width - batch["x"].shape[-1]))
-    return batch
-
-
-def _collate_segments(items: list[dict], width: int) -> dict:
-    return _pad_to_width(pad_collate(items), width)
 
 
 class SERDataModule(L.LightningDataModule):
@@ -298,7 +287,7 @@ class SERDataModule(L.LightningDataModule):
                 "using %d batches, some above max_frames_per_batch=%d",
                 name, len(ds), replicas, sampler.total_batches, cap,
             )
-        collate = partial(_collate_segments, width=self.hparams.segment_frames) if self.hparams.segmented else pad_collate
+        collate = partial(segment_collate, width=self.hparams.segment_frames) if self.hparams.segmented else pad_collate
         return DataLoader(
             ds,
             batch_sampler=sampler,

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import yaml
 
+from ..configs import BASE_CONFIG
+
 RESULTS = "results.json"
 FOLD_META = "cv_fold.json"  # wall time, device and command of a finished fold
 SETUP = "cv.json"
@@ -152,8 +154,6 @@ def cpu_model() -> str:
 def setup_record(configs: Sequence[str], overrides: Sequence[str]) -> dict:
     """What makes two runs the same experiment: the config files' settings (base.yaml included;
     comments and layout do not count) and the overrides."""
-    from ..cli import BASE_CONFIG
-
     def digest(f: str) -> str:
         settings = yaml.safe_load(Path(f).read_text())
         return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()

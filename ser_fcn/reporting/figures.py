@@ -2,7 +2,7 @@
 
 `python -m ser_fcn figure4 [--ckpt PATH] [--out results/figure4.png]` draws it for one
 test utterance per emotion of a trained checkpoint; `AttentionImageLogger`
-(training/callbacks.py) and `python -m ser_fcn predict --figures DIR` draw the same panel.
+(reporting/attention_logger.py) and `python -m ser_fcn predict --figures DIR` draw the same panel.
 
 Upsampling the attention map: nearest encoder cell by receptive-field centre. The
 encoder output cell (f, t) is centred on input bin c_f + f * J_f and frame c_t + t * J_t,
@@ -16,8 +16,6 @@ by the number of pixels it covers, so the map sums to 1 like the attention itsel
 from __future__ import annotations
 
 import argparse
-import glob
-import inspect
 import logging
 import sys
 from dataclasses import dataclass
@@ -27,12 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.collate import average_posteriors
 from ..data.features import SpectrogramConfig
+from ..training.checkpoint import DEMO_CKPT_GLOB, datamodule_from_hparams, load_checkpoint, newest_checkpoint
+from ..training.metrics import average_posteriors
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CKPT_GLOB = "runs/demo/*/checkpoints/best-*.ckpt"
 DEFAULT_OUT = "results/figure4.png"
 
 
@@ -177,53 +175,6 @@ def figure_to_rgb(fig) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-# --- checkpoints -------------------------------------------------------------------------------
-
-
-def newest_checkpoint(pattern: str = DEFAULT_CKPT_GLOB) -> Path:
-    found = [Path(p) for p in glob.glob(pattern)]
-    if not found:
-        raise FileNotFoundError(f"no checkpoint matches {pattern}: run `make demo` first (or pass --ckpt PATH)")
-    return max(found, key=lambda p: p.stat().st_mtime)
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu"):
-    """(SERModule in eval mode, SpectrogramConfig of the run, datamodule hparams dict)."""
-    from ..training.module import SERModule
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    raw = torch.load(path, map_location="cpu", weights_only=False)
-    if "net" not in (raw.get("hyper_parameters") or {}):
-        raise ValueError(
-            f"{path}: the checkpoint does not record its network's config; "
-            "checkpoints written by `python -m ser_fcn fit` do"
-        )
-    module = SERModule.load_from_checkpoint(path, map_location=device)
-    module.eval()
-    dm_hp = dict(raw.get("datamodule_hyper_parameters") or {})
-    defaults = SpectrogramConfig()
-    cfg = SpectrogramConfig(
-        win_ms=float(dm_hp.get("win_ms", defaults.win_ms)),
-        hop_ms=float(dm_hp.get("hop_ms", defaults.hop_ms)),
-        n_fft=int(dm_hp.get("n_fft", defaults.n_fft)),
-        n_bins=int(dm_hp.get("n_bins", defaults.n_bins)),
-    )
-    return module, cfg, dm_hp
-
-
-def datamodule_from_hparams(dm_hp: dict):
-    """The run's SERDataModule, rebuilt from the checkpoint's `datamodule_hyperparameters`."""
-    from ..data.datamodule import SERDataModule
-
-    accepted = set(inspect.signature(SERDataModule.__init__).parameters) - {"self"}
-    kwargs = {k: v for k, v in dm_hp.items() if k in accepted}
-    kwargs["progress"] = False
-    kwargs["num_workers"] = 0
-    return SERDataModule(**kwargs)
-
-
 # --- Figure 4 ----------------------------------------------------------------------------------
 
 
@@ -287,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m ser_fcn figure4",
         description="Figure 4 of the paper: per emotion, one test utterance's spectrogram and its 2-D attention",
     )
-    p.add_argument("--ckpt", default=None, help=f"checkpoint (default: the newest {DEFAULT_CKPT_GLOB})")
+    p.add_argument("--ckpt", default=None, help=f"checkpoint (default: the newest {DEMO_CKPT_GLOB})")
     p.add_argument("--out", default=DEFAULT_OUT)
     a = p.parse_args(argv)
     try:

@@ -28,7 +28,8 @@ import torch
 
 from ..data.audio import AudioError, load_audio
 from ..data.features import SpectrogramConfig, log_spectrogram
-from .figures import CellGrid, Panel, attention_of, draw_panels, encoder_grid, load_checkpoint
+from ..training.checkpoint import load_checkpoint
+from .figures import CellGrid, Panel, attention_of, draw_panels, encoder_grid
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,21 @@ were scored on different ranks.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from ..data.collate import average_posteriors
+
+def average_posteriors(scores: Tensor, utt_index: Tensor, from_logits: bool = True) -> tuple[Tensor, Tensor]:
+    """Mean segment posteriors per utterance: ``(N, C)``, ``(N,)`` -> (sorted unique ids ``(U,)``, ``(U, C)``).
+
+    ``scores`` are logits (softmaxed here) or, with ``from_logits=False``, probabilities.
+    """
+    probs = scores.softmax(dim=-1) if from_logits else scores
+    ids, inverse = torch.unique(utt_index, return_inverse=True)
+    sums = probs.new_zeros(len(ids), probs.shape[-1]).index_add_(0, inverse, probs)
+    counts = torch.bincount(inverse, minlength=len(ids)).to(probs.dtype)
+    return ids, sums / counts[:, None]
 
 
 class UtterancePosteriors(Metric):

@@ -1,0 +1,56 @@
+"""Loading what `python -m ser_fcn fit` wrote: the trained module, its spectrogram settings
+and its data module, from a checkpoint alone (predict, figure4, evaluation)."""
+
+from __future__ import annotations
+
+import glob
+import inspect
+from pathlib import Path
+
+import torch
+
+from ..data.datamodule import SERDataModule
+from ..data.features import SpectrogramConfig
+from .module import SERModule
+
+DEMO_CKPT_GLOB = "runs/demo/*/checkpoints/best-*.ckpt"  # where `make demo` leaves its best checkpoint
+
+
+def newest_checkpoint(pattern: str = DEMO_CKPT_GLOB) -> Path:
+    found = [Path(p) for p in glob.glob(pattern)]
+    if not found:
+        raise FileNotFoundError(f"no checkpoint matches {pattern}: run `make demo` first (or pass --ckpt PATH)")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu"):
+    """(SERModule in eval mode, SpectrogramConfig of the run, datamodule hparams dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    if "net" not in (raw.get("hyper_parameters") or {}):
+        raise ValueError(
+            f"{path}: the checkpoint does not record its network's config; "
+            "checkpoints written by `python -m ser_fcn fit` do"
+        )
+    module = SERModule.load_from_checkpoint(path, map_location=device)
+    module.eval()
+    dm_hp = dict(raw.get("datamodule_hyper_parameters") or {})
+    defaults = SpectrogramConfig()
+    cfg = SpectrogramConfig(
+        win_ms=float(dm_hp.get("win_ms", defaults.win_ms)),
+        hop_ms=float(dm_hp.get("hop_ms", defaults.hop_ms)),
+        n_fft=int(dm_hp.get("n_fft", defaults.n_fft)),
+        n_bins=int(dm_hp.get("n_bins", defaults.n_bins)),
+    )
+    return module, cfg, dm_hp
+
+
+def datamodule_from_hparams(dm_hp: dict):
+    """The run's SERDataModule, rebuilt from the checkpoint's `datamodule_hyperparameters`."""
+    accepted = set(inspect.signature(SERDataModule.__init__).parameters) - {"self"}
+    kwargs = {k: v for k, v in dm_hp.items() if k in accepted}
+    kwargs["progress"] = False
+    kwargs["num_workers"] = 0
+    return SERDataModule(**kwargs)
