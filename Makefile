@@ -39,7 +39,7 @@ table2: install  ## Table II: FCN+attention, FCN mean pooling, best baseline -> 
 	$(PY) -m ser_fcn table2 $(TABLE_ARGS)
 
 bench: install  ## performance goals on this machine -> results/bench.md, results/bench.json (~10 min; --quick: seconds)
-	$(PY) -m ser_fcn.bench
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,4 +1,4 @@
-"""`python -m ser_fcn.bench [--quick] [--gpu] [--out DIR]`: measure, print the table, write the files.
+"""`python -m benchmarks [--quick] [--gpu] [--out DIR]`: measure, print the table, write the files.
 
 Exit status: 0 when every goal is met, 1 when one is missed (a crash also exits non-zero,
 with a traceback and without writing the results).
@@ -215,7 +215,7 @@ def markdown(r: dict, rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ser_fcn.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the code, not of the goals")
     ap.add_argument("--gpu", action="store_true", help="also time a five-fold-sized epoch on CUDA, fp32 and bf16")
     ap.add_argument("--out", default=None, help="folder for bench.md / bench.json (default: results/, or a temp folder with --quick)")

@@ -6,12 +6,12 @@ import inspect
 
 import numpy as np
 
-from ..data.sampler import BucketBatchSampler, RandomBatchSampler
+from ser_fcn.data.sampler import BucketBatchSampler, RandomBatchSampler
 
 
 def datamodule_defaults() -> dict:
     """The sampler settings SERDataModule uses unless told otherwise (read from its signature)."""
-    from ..data.datamodule import SERDataModule
+    from ser_fcn.data.datamodule import SERDataModule
 
     params = inspect.signature(SERDataModule.__init__).parameters
     return {k: params[k].default for k in ("max_frames_per_batch", "num_buckets")}

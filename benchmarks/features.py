@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.features import FeatureCache
+from ser_fcn.data.features import FeatureCache
+from ser_fcn.data.iemocap import PAPER_CLASSES
+
 from .corpus import write_wavs
 
 
@@ -43,9 +45,9 @@ def cache_build_rtf(durations: np.ndarray, repeats: int = 3, workers_baseline: i
 def loader_frames_per_s(manifest: Path, cache_dir: Path, max_batches: int | None = None, time_budget_s: float = 60.0) -> dict:
     """Valid frames per second that SERDataModule's train DataLoader (its defaults: bucketed
     sampler, pad_collate, num_workers=0) delivers from an already filled cache."""
-    from ..data.datamodule import SERDataModule
+    from ser_fcn.data.datamodule import SERDataModule
 
-    dm = SERDataModule(manifest=str(manifest), cache_dir=str(cache_dir), classes=["neu", "hap", "sad", "ang"], progress=False)
+    dm = SERDataModule(manifest=str(manifest), cache_dir=str(cache_dir), classes=list(PAPER_CLASSES), progress=False)
     t0 = time.perf_counter()
     dm.setup("fit")
     setup_s = time.perf_counter() - t0

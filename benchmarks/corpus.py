@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.features import FeatureCache, SpectrogramConfig, encode_entry
-from ..data.manifest import Utterance, write_manifest
+from ser_fcn.data.features import FeatureCache, SpectrogramConfig, encode_entry
+from ser_fcn.data.iemocap import PAPER_CLASSES
+from ser_fcn.data.manifest import Utterance, write_manifest
 
 IEMOCAP_IMPROVISED_UTTERANCES = 2900
 FRAMES_PER_SECOND = 100
-CLASSES = ["neu", "hap", "sad", "ang"]
+CLASSES = list(PAPER_CLASSES)
 _CLASS_P = [0.45, 0.2, 0.18, 0.17]  # improvised neu/hap(+exc)/sad/ang, roughly
 
 

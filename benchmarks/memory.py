@@ -1,6 +1,6 @@
 """Goal 5: peak resident memory of training on an IEMOCAP-sized corpus, in a fresh process.
 
-The child process (`python -m ser_fcn.bench.memory ...`) runs the real thing: SERDataModule
+The child process (`python -m benchmarks.memory ...`) runs the real thing: SERDataModule
 on the synthetic cached corpus (manifest, fold 1, training statistics over every training
 utterance, the bucketed loader), SERModule + FCNAttention and a Lightning Trainer on the CPU.
 A whole epoch takes far longer than the bench may on a 2-core CPU, so it runs the epoch's
@@ -66,7 +66,7 @@ def start(
     manifest: Path, cache_dir: Path, batches: int, time_budget_s: float, max_frames_per_batch: int | None = None
 ) -> subprocess.Popen:
     """Launch the child; `finish` collects its report."""
-    cmd = [sys.executable, "-m", "ser_fcn.bench.memory", "--manifest", str(manifest), "--cache-dir", str(cache_dir),
+    cmd = [sys.executable, "-m", "benchmarks.memory", "--manifest", str(manifest), "--cache-dir", str(cache_dir),
            "--batches", str(batches), "--time-budget", str(time_budget_s)]
     if max_frames_per_batch:
         cmd += ["--max-frames-per-batch", str(max_frames_per_batch)]
@@ -106,16 +106,17 @@ def _child(argv: list[str]) -> None:
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from ..data.datamodule import SERDataModule
-    from ..models import FCNAttention
-    from ..training.module import SERModule
+    from ser_fcn.data.datamodule import SERDataModule
+    from ser_fcn.data.iemocap import PAPER_CLASSES
+    from ser_fcn.models import FCNAttention
+    from ser_fcn.training.module import SERModule
 
     warnings.filterwarnings("ignore")
     rss_imports = rss_mb()
     kw = {"max_frames_per_batch": args.max_frames_per_batch} if args.max_frames_per_batch else {}
     if args.cache_dtype:
         kw["cache_dtype"] = args.cache_dtype
-    dm = SERDataModule(manifest=args.manifest, cache_dir=args.cache_dir, classes=["neu", "hap", "sad", "ang"], progress=False, **kw)
+    dm = SERDataModule(manifest=args.manifest, cache_dir=args.cache_dir, classes=list(PAPER_CLASSES), progress=False, **kw)
     dm.prepare_data()
     dm.setup("fit")
     rss_setup = rss_mb()

@@ -33,11 +33,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..data.collate import pad_collate
-from ..data.sampler import BucketBatchSampler, RandomBatchSampler
+from ser_fcn.data.collate import pad_collate
+from ser_fcn.data.features import SpectrogramConfig
+from ser_fcn.data.iemocap import PAPER_CLASSES
+from ser_fcn.data.sampler import BucketBatchSampler, RandomBatchSampler
 
-N_BINS = 200
-N_CLASSES = 4
+N_BINS = SpectrogramConfig().n_bins
+N_CLASSES = len(PAPER_CLASSES)
 
 
 def _padded(batch_idx: list[int], lengths: np.ndarray) -> int:
@@ -118,8 +120,8 @@ class DenseConvReference:
 
 
 def build_module(seed: int = 0):
-    from ..models import FCNAttention
-    from ..training.module import SERModule
+    from ser_fcn.models import FCNAttention
+    from ser_fcn.training.module import SERModule
 
     torch.manual_seed(seed)
     module = SERModule(net=FCNAttention(num_classes=N_CLASSES), num_classes=N_CLASSES, n_bins=N_BINS)

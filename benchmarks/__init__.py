@@ -1,4 +1,4 @@
-"""`python -m ser_fcn.bench [--quick] [--gpu]`: the performance goals, measured on this machine.
+"""`python -m benchmarks [--quick] [--gpu]`: the performance goals, measured on this machine.
 
 One module per measurement (padding, training, features, memory, gpu); `run` puts them
 together, prints the goal | measured | ok table, writes results/bench.md and
