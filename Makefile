@@ -11,7 +11,7 @@ WEIGHTS_DIR ?=
 FOLDS ?= 5
 TABLE_ARGS = --profile $(PROFILE) --folds $(FOLDS) $(if $(IEMOCAP),--iemocap $(IEMOCAP)) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR))
 
-.PHONY: install demo test test-all bench table1 table2 figure4 clean
+.PHONY: install demo test test-slow test-all bench table1 table2 figure4 clean
 
 install: .venv/.installed
 
@@ -23,10 +23,13 @@ install: .venv/.installed
 demo: install  ## build the demo corpus, train FCN+attention on it, print test WA/UA
 	$(PY) -m ser_fcn fit --config experiments/demo.yaml
 
-test: install  ## the test suite, without tests marked slow
+test: install  ## the test suite, without the slow end-to-end runs (DDP, kill-and-resume, a real cv fold, the bench)
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: install
+test-slow: install  ## only the tests marked slow (CI runs them after `make test`)
+	$(PY) -m pytest -m slow -q
+
+test-all: install  ## everything: make test + make test-slow
 	$(PY) -m pytest -q
 
 figure4: install  ## Figure 4: spectrograms and attention of the newest demo checkpoint -> results/figure4.png

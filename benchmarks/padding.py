@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from ser_fcn.data.sampler import BucketBatchSampler, RandomBatchSampler
-
-
-def datamodule_defaults() -> dict:
-    """The sampler settings SERDataModule uses unless told otherwise (read from its signature)."""
-    from ser_fcn.data.datamodule import SERDataModule
-
-    params = inspect.signature(SERDataModule.__init__).parameters
-    return {k: params[k].default for k in ("max_frames_per_batch", "num_buckets")}
 
 
 def bucket_sampler(lengths: np.ndarray, max_frames_per_batch: int, num_buckets: int, seed: int = 0) -> BucketBatchSampler:

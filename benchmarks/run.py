@@ -14,10 +14,15 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ser_fcn.data.sampler import MAX_FRAMES_PER_BATCH, NUM_BUCKETS
+from ser_fcn.utils import atomic
+from ser_fcn.utils.machine import cpu_flags, cpu_model
 
 from . import corpus, features, gpu, memory, padding, training
 
@@ -44,24 +49,13 @@ QUICK = Sizes(80, 0.25, 1200, 1, 300, 3, 1, 40, 1, 20.0, 5.0)
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    flags = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
-                    cpu = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
     try:
         mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
         mem_gb = float("nan")
     return {
-        "cpu": cpu,
-        "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "fma"}),
+        "cpu": cpu_model(),
+        "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "fma"}),
         "logical_cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_gb": round(mem_gb, 1),
@@ -88,52 +82,60 @@ def _fmt_pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def goal_rows(r: dict) -> list[dict]:
-    """(goal, measured, ok) rows; `value`/`target` for the JSON."""
-    rows = []
-    p = r["padding"]
-    rows.append({
-        "id": "padding", "goal": "bucketed padding <= 5 % of cells (one epoch)",
-        "measured": f"{_fmt_pct(p['bucketed_padding'])} (random batches of {p['random_batch_size']}: {_fmt_pct(p['random_padding'])})",
-        "value": p["bucketed_padding"], "target": 0.05, "ok": p["bucketed_padding"] <= 0.05,
-    })
-    t = r["training"]
-    rows.append({
-        "id": "throughput", "goal": "training valid frames/s, bucketed / random >= 1.5x",
-        "measured": f"{t['throughput_ratio']:.2f}x ({t['bucketed']['valid_frames_per_s']:.0f} vs {t['random']['valid_frames_per_s']:.0f} frames/s)",
-        "value": t["throughput_ratio"], "target": 1.5, "ok": t["throughput_ratio"] >= 1.5,
-    })
-    rows.append({
-        "id": "compute_efficiency", "goal": "step conv FLOP/s / dense conv FLOP/s >= 0.6",
-        "measured": f"{t['compute_efficiency']:.2f} ({t['bucketed']['conv_flop_per_s'] / 1e9:.1f} vs {t['reference']['conv_flop_per_s'] / 1e9:.1f} GFLOP/s)",
-        "value": t["compute_efficiency"], "target": 0.6, "ok": t["compute_efficiency"] >= 0.6,
-    })
-    f = r["features"]
-    rows.append({
-        "id": "cache_rtf", "goal": "feature cache build >= 300x real time",
-        "measured": f"{f['cache']['rtf']:.0f}x ({f['cache']['audio_seconds']:.0f} s of audio in {f['cache']['audio_seconds'] / f['cache']['rtf']:.2f} s)",
-        "value": f["cache"]["rtf"], "target": 300, "ok": f["cache"]["rtf"] >= 300,
-    })
-    ratio = f["loader_over_training"]
-    rows.append({
-        "id": "loader", "goal": "loader frames/s >= 10x training frames/s",
-        "measured": f"{ratio:.0f}x ({f['loader']['frames_per_s']:.0f} vs {t['bucketed']['valid_frames_per_s']:.0f} frames/s)",
-        "value": ratio, "target": 10, "ok": ratio >= 10,
-    })
-    m = r["memory"]
-    gb = m["peak_rss_mb"] * 2**20 / 1e9  # getrusage reports KiB; the goal is in GB (10^9 bytes)
-    rows.append({
-        "id": "memory", "goal": "peak RSS of a training epoch < 3 GB",
-        "measured": f"{gb:.2f} GB ({m['batches_run']} of {m['batches_per_epoch']} batches, heaviest first; {m['utterances']} utterances, {m['cache_dtype']} cache)",
-        "value": gb, "target": 3.0, "ok": gb < 3.0,
-    })
-    g = r["gpu"]
+@dataclass(frozen=True)
+class Goal:
+    """One row of the goal table: the figure read from the results, its target, how it reads."""
+
+    id: str
+    text: str
+    value: Callable[[dict], float]
+    target: float
+    at_most: bool  # True: the value must stay <= target (padding, memory); False: reach >= target
+    measured: Callable[[dict], str]  # the table's "measured" cell
+
+
+def _memory_gb(r: dict) -> float:
+    return r["memory"]["peak_rss_mb"] * 2**20 / 1e9  # getrusage reports KiB; the goal is in GB (10^9 bytes)
+
+
+GOALS = [
+    Goal("padding", "bucketed padding <= 5 % of cells (one epoch)", lambda r: r["padding"]["bucketed_padding"], 0.05, True,
+         lambda r: f"{_fmt_pct(r['padding']['bucketed_padding'])} (random batches of {r['padding']['random_batch_size']}: "
+                   f"{_fmt_pct(r['padding']['random_padding'])})"),
+    Goal("throughput", "training valid frames/s, bucketed / random >= 1.5x", lambda r: r["training"]["throughput_ratio"], 1.5, False,
+         lambda r: f"{r['training']['throughput_ratio']:.2f}x ({r['training']['bucketed']['valid_frames_per_s']:.0f} vs "
+                   f"{r['training']['random']['valid_frames_per_s']:.0f} frames/s)"),
+    Goal("compute_efficiency", "step conv FLOP/s / dense conv FLOP/s >= 0.6", lambda r: r["training"]["compute_efficiency"], 0.6, False,
+         lambda r: f"{r['training']['compute_efficiency']:.2f} ({r['training']['bucketed']['conv_flop_per_s'] / 1e9:.1f} vs "
+                   f"{r['training']['reference']['conv_flop_per_s'] / 1e9:.1f} GFLOP/s)"),
+    Goal("cache_rtf", "feature cache build >= 300x real time", lambda r: r["features"]["cache"]["rtf"], 300, False,
+         lambda r: f"{r['features']['cache']['rtf']:.0f}x ({r['features']['cache']['audio_seconds']:.0f} s of audio in "
+                   f"{r['features']['cache']['audio_seconds'] / r['features']['cache']['rtf']:.2f} s)"),
+    Goal("loader", "loader frames/s >= 10x training frames/s", lambda r: r["features"]["loader_over_training"], 10, False,
+         lambda r: f"{r['features']['loader_over_training']:.0f}x ({r['features']['loader']['frames_per_s']:.0f} vs "
+                   f"{r['training']['bucketed']['valid_frames_per_s']:.0f} frames/s)"),
+    Goal("memory", "peak RSS of a training epoch < 3 GB", _memory_gb, 3.0, True,
+         lambda r: f"{_memory_gb(r):.2f} GB ({r['memory']['batches_run']} of {r['memory']['batches_per_epoch']} batches, heaviest "
+                   f"first; {r['memory']['utterances']} utterances, {r['memory']['cache_dtype']} cache)"),
+]
+
+
+def _gpu_row(g: dict) -> dict:
     if g.get("measured"):
         measured = f"fp32 {g['fp32']['epoch_seconds']:.1f} s, bf16 {g['bf16']['epoch_seconds']:.1f} s per epoch ({g['device']})"
     else:
         measured = g["reason"]
-    rows.append({"id": "gpu", "goal": "GPU epoch time, bf16 and fp32 (no target)", "measured": measured, "value": None, "target": None, "ok": None})
-    return rows
+    return {"id": "gpu", "goal": "GPU epoch time, bf16 and fp32 (no target)", "measured": measured, "value": None, "target": None, "ok": None}
+
+
+def goal_rows(r: dict) -> list[dict]:
+    """(goal, measured, ok) rows; `value`/`target` for the JSON."""
+    rows = []
+    for goal in GOALS:
+        value = goal.value(r)
+        ok = value <= goal.target if goal.at_most else value >= goal.target
+        rows.append({"id": goal.id, "goal": goal.text, "measured": goal.measured(r), "value": value, "target": goal.target, "ok": ok})
+    return rows + [_gpu_row(r["gpu"])]
 
 
 def table(rows: list[dict]) -> str:
@@ -224,8 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     out_dir = Path(args.out or (Path(tempfile.gettempdir()) / "ser_fcn_bench_quick" if args.quick else "results"))
 
-    import torch  # noqa: F401  (after argparse: --help stays fast)
-
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     t_start = time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -250,9 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"synthetic cached corpus: {len(mem_lengths)} utterances in {time.perf_counter() - t_start:.1f} s")
         phase("synthetic_corpus")
 
-        defaults = padding.datamodule_defaults()
-        cap = sizes.max_frames_per_batch or defaults["max_frames_per_batch"]
-        nb = defaults["num_buckets"]
+        cap, nb = sizes.max_frames_per_batch or MAX_FRAMES_PER_BATCH, NUM_BUCKETS
         lengths = np.maximum(1, (corpus.frame_lengths(sizes.utterances) * sizes.length_scale).astype(np.int64))
 
         log(f"[1/6] padding: {len(lengths)} utterances, cap {cap} frames, {nb} buckets")
@@ -278,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log("[6/6] GPU")
     if args.gpu:
-        r["gpu"] = gpu.measure(corpus.frame_lengths(corpus.IEMOCAP_IMPROVISED_UTTERANCES), defaults["max_frames_per_batch"], nb, log=log)
+        r["gpu"] = gpu.measure(corpus.frame_lengths(corpus.IEMOCAP_IMPROVISED_UTTERANCES), MAX_FRAMES_PER_BATCH, nb, log=log)
     else:
         r["gpu"] = {"measured": False, "reason": gpu.status() or "not measured: run with --gpu"}
 
@@ -291,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     r["all_goals_met"] = all(row["ok"] is not False for row in rows)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(to_json(r))
-    (out_dir / "bench.md").write_text(markdown(r, rows))
+    atomic.write_text(out_dir / "bench.json", to_json(r))
+    atomic.write_text(out_dir / "bench.md", markdown(r, rows))
     print()
     print(table(rows))
     print(f"\nwrote {out_dir / 'bench.md'} and {out_dir / 'bench.json'} ({r['wall_seconds'] / 60:.1f} min)")

@@ -5,11 +5,13 @@ import math
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO
 
 GOALS = {"padding", "throughput", "compute_efficiency", "cache_rtf", "loader", "memory", "gpu"}
 
 
+@pytest.mark.slow  # a subprocess-heavy end-to-end run: `make test-slow` (CI runs it)
 def test_quick_bench_writes_the_results(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],

@@ -174,6 +174,7 @@ def test_a_config_edited_during_the_run_stops_it(tmp_path):
 # --- a tiny real cross-validation: subprocess folds, the speaker swap, resume --------------------
 
 
+@pytest.mark.slow  # a subprocess-heavy end-to-end run: `make test-slow` (CI runs it)
 def test_real_fold_in_a_subprocess_then_resume_retrains_only_the_lost_fold(demo_corpus, tmp_path, monkeypatch):
     launched = []
     real = crossval.launch_fold

@@ -25,6 +25,7 @@ from ser_fcn.data.iemocap import LabelFileError, parse_label_file
 from helpers import REPO, fit_args
 
 
+@pytest.mark.slow  # a subprocess-heavy end-to-end run: `make test-slow` (CI runs it)
 def test_fit_killed_mid_epoch_resumes_to_the_configured_epoch_count(demo_corpus, tmp_path):
     """Fault: SIGKILL during epoch 2 of 3. Resume with --ckpt_path last must end at
     epoch 3 with one history entry per epoch, none lost or repeated."""

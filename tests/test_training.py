@@ -120,6 +120,7 @@ def test_segment_posteriors_are_averaged_per_utterance():
     assert torch.allclose(mean, torch.stack([probs[:3].mean(0), probs[3]]))
 
 
+@pytest.mark.slow  # a subprocess-heavy end-to-end run: `make test-slow` (CI runs it)
 def test_two_process_ddp_fit_runs_to_the_end(demo_corpus, tmp_path):
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -20,7 +20,7 @@ from .features import FeatureCache, SpectrogramConfig
 from .folds import FoldSplit, make_fold
 from .iemocap import PAPER_CLASSES, read_iemocap
 from .manifest import ManifestError, Utterance, count_table, read_manifest, write_manifest
-from .sampler import BucketBatchSampler
+from .sampler import MAX_FRAMES_PER_BATCH, NUM_BUCKETS, BucketBatchSampler
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,7 @@ class SERDataModule(L.LightningDataModule):
         cache_dtype: float16 (default; half the memory) or float32.
         max_frames_per_batch: cap on padded frames (batch size x longest) per training batch;
             validation and test batches take twice as many (no gradients).
-        num_buckets: length buckets of the sampler (40: about 3.5 % padding on IEMOCAP-like
-            lengths at 8000 frames a batch, 10 gave about 11 %; see `make bench`).
+        num_buckets: length buckets of the sampler (defaults: data/sampler.py, measured by `make bench`).
         segmented: cut utterances into `segment_frames` segments (the baselines' input).
         skip_bad_audio: skip (and count) unusable wav files instead of stopping.
         demo_utterances_per_speaker: size of the demo corpus when it is used.
@@ -109,14 +108,14 @@ class SERDataModule(L.LightningDataModule):
         classes: list[str] | None = None,
         merge_exc: bool = False,
         include_scripted: bool = False,
-        win_ms: float = 40.0,
-        hop_ms: float = 10.0,
-        n_fft: int = 800,
-        n_bins: int = 200,
+        win_ms: float = SpectrogramConfig.win_ms,
+        hop_ms: float = SpectrogramConfig.hop_ms,
+        n_fft: int = SpectrogramConfig.n_fft,
+        n_bins: int = SpectrogramConfig.n_bins,
         cache_dir: str | None = None,
         cache_dtype: str = "float16",
-        max_frames_per_batch: int = 8000,
-        num_buckets: int = 40,
+        max_frames_per_batch: int = MAX_FRAMES_PER_BATCH,
+        num_buckets: int = NUM_BUCKETS,
         segmented: bool = False,
         segment_frames: int = 300,  # 3 s segments at 10 ms shift (Satt et al. 2017, the paper's baselines)
         num_workers: int = 0,
@@ -130,7 +129,7 @@ class SERDataModule(L.LightningDataModule):
             raise ValueError("give data.root (an IEMOCAP tree) or data.manifest (a CSV), not both")
         self.save_hyperparameters()
         self.classes = list(classes) if classes else list(PAPER_CLASSES)
-        self.spec = SpectrogramConfig(win_ms=win_ms, hop_ms=hop_ms, n_fft=n_fft, n_bins=n_bins)
+        self.spec = SpectrogramConfig.from_hparams(self.hparams)
         self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache = FeatureCache(self.cache_root / "features", self.spec, cache_dtype)
         self.split: FoldSplit | None = None

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..utils import atomic
+
 GENERATOR_VERSION = 1  # bump when the output changes: invalidates cached corpora
 ROOT_NAME = "IEMOCAP_full_release"
 MARKER_NAME = "demo_corpus.json"
@@ -129,7 +131,7 @@ def generate_demo_corpus(
     tmp = Path(tempfile.mkdtemp(prefix=".demo_corpus-", dir=out_dir))
     try:
         utts = _write_corpus(tmp, params, n_impro, n_script, progress)
-        _write_json(tmp / MARKER_NAME, {"params": params, "utterances": utts})
+        atomic.write_json(tmp / MARKER_NAME, {"params": params, "utterances": utts})
         if root.exists():  # an older or partial demo corpus: swap, then delete it
             old = tmp.with_name(tmp.name + "-old")
             root.rename(old)
@@ -156,12 +158,6 @@ def _load_marker(root: Path, params: dict) -> DemoCorpusSummary | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return s if all(os.path.isfile(u["path"]) for u in s.utterances) else None
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- structure
@@ -277,78 +273,97 @@ def _profile(code: str, rng) -> np.ndarray:
     return mean + _SPREAD * rng.standard_normal(len(_SPREAD))
 
 
-def _synthesize(n: int, sr: int, code: str, spk: dict, rng) -> np.ndarray:
-    """One utterance of `n` samples, float64 in [-1, 1]."""
-    shift, f0_range, tempo, level_db, tilt, breath = _profile(code, rng)
-    tempo = max(2.0, tempo * spk["tempo"])
-    f0_range, breath, tilt = max(0.3, f0_range), float(np.clip(breath, 0.0, 0.5)), tilt + spk["tilt"]
-    dur = n / sr
-    edges = rng.uniform(0.08, 0.5, size=2)  # leading and trailing silence
-    edges *= min(1.0, 0.4 * dur / edges.sum())  # speech fills at least 60%
-    a, b = int(edges[0] * sr), n - int(edges[1] * sr)
-
-    # syllables (voiced nuclei) separated by short gaps and the odd phrase pause
-    m = int(np.ceil((b - a) / sr * tempo * 1.5)) + 2
-    syl = rng.gamma(6.0, 0.78 / tempo / 6.0, size=m)
-    gap = np.where(rng.uniform(size=m) < 0.12, rng.uniform(0.15, 0.45, size=m), rng.uniform(0.02, 0.08, size=m))
+def _syllable_spans(start: int, stop: int, sr: int, tempo: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Onsets and offsets (samples) of syllables (voiced nuclei) filling [start, stop),
+    separated by short gaps and the odd phrase pause."""
+    count = int(np.ceil((stop - start) / sr * tempo * 1.5)) + 2
+    syl = rng.gamma(6.0, 0.78 / tempo / 6.0, size=count)
+    gap = np.where(rng.uniform(size=count) < 0.12, rng.uniform(0.15, 0.45, size=count), rng.uniform(0.02, 0.08, size=count))
     ends = np.cumsum(syl + gap)
-    k = max(1, int(np.searchsorted(ends, (b - a) / sr)))
+    k = max(1, int(np.searchsorted(ends, (stop - start) / sr)))
     syl, gap = syl[:k], gap[:k]
     gap[-1] = 0.0
-    scale = (b - a) / sr / (syl.sum() + gap.sum())
-    on = a + np.round(np.concatenate([[0.0], np.cumsum(syl + gap)[:-1]]) * scale * sr).astype(int)
-    off = np.minimum(on + np.maximum(np.round(syl * scale * sr).astype(int), 16), b)
+    scale = (stop - start) / sr / (syl.sum() + gap.sum())
+    onsets = start + np.round(np.concatenate([[0.0], np.cumsum(syl + gap)[:-1]]) * scale * sr).astype(int)
+    offsets = np.minimum(onsets + np.maximum(np.round(syl * scale * sr).astype(int), 16), stop)
+    return onsets, offsets
 
-    # f0: a target per syllable (range), declination, a little wobble
-    t = np.arange(n) / sr
-    centers = (on + off) / 2 / sr
-    targets = shift + f0_range * rng.standard_normal(k) - 2.0 * (centers - a / sr) / max(dur, 1.0)
-    st = np.interp(t, centers, targets) + 0.25 * np.sin(2 * np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 6.3))
-    f0 = np.clip(spk["f0"] * 2.0 ** (st / 12.0), 55.0, 600.0)
 
-    # glottal pulse train with sub-sample pulse positions, plus breath noise
+def _f0_contour(n: int, sr: int, onsets, offsets, speech_start: int, shift: float, f0_range: float,
+                speaker_f0: float, rng) -> np.ndarray:
+    """f0 (Hz) per sample: a target per syllable (range), declination, a little wobble."""
+    seconds = np.arange(n) / sr
+    centers = (onsets + offsets) / 2 / sr
+    targets = shift + f0_range * rng.standard_normal(len(onsets)) - 2.0 * (centers - speech_start / sr) / max(n / sr, 1.0)
+    semitones = np.interp(seconds, centers, targets) + 0.25 * np.sin(2 * np.pi * rng.uniform(3, 6) * seconds + rng.uniform(0, 6.3))
+    return np.clip(speaker_f0 * 2.0 ** (semitones / 12.0), 55.0, 600.0)
+
+
+def _glottal_source(f0: np.ndarray, sr: int, breath: float, rng) -> np.ndarray:
+    """Glottal pulse train with sub-sample pulse positions, plus breath noise."""
+    n = len(f0)
     phase = np.cumsum(f0 / sr)
     idx = np.flatnonzero(np.diff(np.floor(phase)) > 0) + 1
     frac = (phase[idx] - np.floor(phase[idx])) / (f0[idx] / sr)  # how far past the pulse time
     src = np.zeros(n + 1)
     np.add.at(src, idx - 1, np.clip(frac, 0.0, 1.0))
     np.add.at(src, idx, np.clip(1.0 - frac, 0.0, 1.0))
-    src = src[:n] + np.sqrt(breath * np.mean(f0) / sr) * rng.standard_normal(n)
+    return src[:n] + np.sqrt(breath * np.mean(f0) / sr) * rng.standard_normal(n)
 
+
+def _syllable_sound(excitation: np.ndarray, formants: np.ndarray, tilt: float, stress: float, sr: int,
+                    pad: int, rng) -> np.ndarray:
+    """One syllable: `excitation` (L samples) through formant resonances x spectral tilt
+    (zero-phase, in the frequency domain), sometimes after a fricative; L + 2 pad samples."""
+    length = len(excitation)
+    nfft = 1 << int(np.ceil(np.log2(length + 2 * pad)))
+    freqs = np.fft.rfftfreq(nfft, 1.0 / sr)
+    fm = np.minimum(formants, 0.45 * sr)[:, None]
+    bw = _BANDWIDTHS[:, None]
+    response = np.prod(fm**2 / np.sqrt((fm**2 - freqs**2) ** 2 + (bw * freqs) ** 2), axis=0)
+    response *= 10.0 ** (tilt * np.log2(np.maximum(freqs, 200.0) / 200.0) / 20.0)
+    envelope = np.sin(np.pi * (np.arange(length) + 0.5) / length) ** 0.6
+    frame = np.zeros(nfft)
+    frame[pad:pad + length] = excitation * envelope
+    sound = np.fft.irfft(np.fft.rfft(frame) * response, nfft)[: length + 2 * pad]
+    sound *= stress / (np.sqrt(np.mean(sound[pad:pad + length] ** 2)) + 1e-12)
+    if rng.uniform() < 0.45:  # a fricative before the vowel: noise in a high band
+        fric_len = min(int(rng.uniform(0.04, 0.1) * sr), pad)
+        centre = min(rng.uniform(2500, 6000), 0.4 * sr)
+        burst = np.zeros(nfft)
+        burst[pad - fric_len:pad] = rng.standard_normal(fric_len) * np.sin(np.pi * (np.arange(fric_len) + 0.5) / fric_len) ** 0.5
+        band = np.exp(-0.5 * (np.log2(np.maximum(freqs, 1.0) / centre) / 0.5) ** 2)
+        noise = np.fft.irfft(np.fft.rfft(burst) * band, nfft)[: length + 2 * pad]
+        sound += noise * (0.15 * stress / (np.sqrt(np.mean(noise[pad - fric_len:pad] ** 2)) + 1e-12))
+    return sound
+
+
+def _synthesize(n: int, sr: int, code: str, spk: dict, rng) -> np.ndarray:
+    """One utterance of `n` samples, float64 in [-1, 1]."""
+    shift, f0_range, tempo, level_db, tilt, breath = _profile(code, rng)
+    tempo = max(2.0, tempo * spk["tempo"])
+    f0_range, breath, tilt = max(0.3, f0_range), float(np.clip(breath, 0.0, 0.5)), tilt + spk["tilt"]
+    edges = rng.uniform(0.08, 0.5, size=2)  # leading and trailing silence
+    edges *= min(1.0, 0.4 * (n / sr) / edges.sum())  # speech fills at least 60%
+    speech_start, speech_stop = int(edges[0] * sr), n - int(edges[1] * sr)
+    onsets, offsets = _syllable_spans(speech_start, speech_stop, sr, tempo, rng)
+    f0 = _f0_contour(n, sr, onsets, offsets, speech_start, shift, f0_range, spk["f0"], rng)
+    src = _glottal_source(f0, sr, breath, rng)
+
+    k = len(onsets)
     out = np.zeros(n)
     pad = int(0.1 * sr)  # room for filter ringing and a fricative before the syllable
     vowels = _VOWELS[rng.integers(len(_VOWELS), size=k)] * spk["formant_scale"]
     vowels *= np.exp(0.05 * rng.standard_normal(vowels.shape))
     vowels[:, 0] *= 1.0 + 0.02 * level_db / 6.0  # louder voices open the jaw: higher F1
     stress = np.exp(0.25 * rng.standard_normal(k))
-    for i in range(k):
-        s0, s1 = on[i], off[i]
-        L = s1 - s0
-        nfft = 1 << int(np.ceil(np.log2(L + 2 * pad)))
-        f = np.fft.rfftfreq(nfft, 1.0 / sr)
-        # formant resonances x spectral tilt, applied zero-phase in the frequency domain
-        fm = np.minimum(vowels[i], 0.45 * sr)[:, None]
-        bw = _BANDWIDTHS[:, None]
-        h = np.prod(fm**2 / np.sqrt((fm**2 - f**2) ** 2 + (bw * f) ** 2), axis=0)
-        h *= 10.0 ** (tilt * np.log2(np.maximum(f, 200.0) / 200.0) / 20.0)
-        env = np.sin(np.pi * (np.arange(L) + 0.5) / L) ** 0.6
-        seg = np.zeros(nfft)
-        seg[pad:pad + L] = src[s0:s1] * env
-        y = np.fft.irfft(np.fft.rfft(seg) * h, nfft)[: L + 2 * pad]
-        y *= stress[i] / (np.sqrt(np.mean(y[pad:pad + L] ** 2)) + 1e-12)
-        if rng.uniform() < 0.45:  # a fricative before the vowel: noise in a high band
-            fl = min(int(rng.uniform(0.04, 0.1) * sr), pad)
-            fc = min(rng.uniform(2500, 6000), 0.4 * sr)
-            burst = np.zeros(nfft)
-            burst[pad - fl:pad] = rng.standard_normal(fl) * np.sin(np.pi * (np.arange(fl) + 0.5) / fl) ** 0.5
-            hf = np.exp(-0.5 * (np.log2(np.maximum(f, 1.0) / fc) / 0.5) ** 2)
-            z = np.fft.irfft(np.fft.rfft(burst) * hf, nfft)[: L + 2 * pad]
-            y += z * (0.15 * stress[i] / (np.sqrt(np.mean(z[pad - fl:pad] ** 2)) + 1e-12))
+    for i, (s0, s1) in enumerate(zip(onsets, offsets)):
+        sound = _syllable_sound(src[s0:s1], vowels[i], tilt, stress[i], sr, pad, rng)
         lo, hi = s0 - pad, s1 + pad
-        out[max(lo, 0):min(hi, n)] += y[max(0, -lo): (L + 2 * pad) - max(0, hi - n)]
+        out[max(lo, 0):min(hi, n)] += sound[max(0, -lo): len(sound) - max(0, hi - n)]
 
     active = np.zeros(n, bool)
-    for s0, s1 in zip(on, off):
+    for s0, s1 in zip(onsets, offsets):
         active[s0:s1] = True
     gain = 10.0 ** ((-30.0 + spk["gain_db"] + level_db) / 20.0) / (np.sqrt(np.mean(out[active] ** 2)) + 1e-12)
     out = out * gain + 10.0 ** (spk["noise_db"] / 20.0) * rng.standard_normal(n)

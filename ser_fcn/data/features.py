@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..utils import atomic
 from .audio import SAMPLE_RATE, AudioError, load_audio
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,12 @@ class SpectrogramConfig:
     def n_frames(self, n_samples: int) -> int:
         """Frames of a signal of `n_samples` (no centring: every frame is real audio)."""
         return 0 if n_samples < self.win_length else 1 + (n_samples - self.win_length) // self.hop_length
+
+    @classmethod
+    def from_hparams(cls, hparams: dict) -> "SpectrogramConfig":
+        """The settings a run used, from its data module's hyperparameters (others: defaults)."""
+        known = {f.name: f.type for f in dataclasses.fields(cls) if f.name in hparams}
+        return cls(**{name: float(hparams[name]) if kind == "float" else int(hparams[name]) for name, kind in known.items()})
 
     def digest(self) -> str:
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + f"|format{_FORMAT}"
@@ -92,20 +98,6 @@ _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 class CacheEntryError(ValueError):
     """A cache file that is truncated, corrupt or of another format."""
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def encode_entry(features: torch.Tensor, dtype: np.dtype) -> bytes:
@@ -162,7 +154,7 @@ class FeatureCache:
         """Compute and store the features of `audio` (overwriting a stale or broken entry)."""
         feats = self.compute(audio)
         blob = encode_entry(feats, self.dtype)
-        _write_atomic(self.entry_path(audio), blob)
+        atomic.write_bytes(self.entry_path(audio), blob)
         return decode_entry(blob, Path(audio))
 
     def load(self, audio: str | Path) -> np.ndarray:

@@ -7,9 +7,12 @@ trains the same way once it is a manifest with these columns.
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from ..utils import atomic
 
 COLUMNS = ("utterance_id", "path", "label", "speaker", "session", "improvised", "duration_s")
 
@@ -30,19 +33,15 @@ class Utterance:
 
 
 def write_manifest(rows: list[Utterance], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            d = asdict(r)
-            d["improvised"] = int(r.improvised)
-            d["duration_s"] = f"{r.duration_s:.4f}"
-            w.writerow(d)
-    tmp.replace(path)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        record = asdict(row)
+        record["improvised"] = int(row.improvised)
+        record["duration_s"] = f"{row.duration_s:.4f}"
+        writer.writerow(record)
+    return atomic.write_text(path, text.getvalue())
 
 
 def _parse_bool(value: str) -> bool:

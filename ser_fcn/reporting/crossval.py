@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import signal
@@ -39,6 +38,8 @@ from pathlib import Path
 import yaml
 
 from ..configs import BASE_CONFIG
+from ..utils import atomic
+from ..utils.machine import cpu_model
 
 RESULTS = "results.json"
 FOLD_META = "cv_fold.json"  # wall time, device and command of a finished fold
@@ -138,16 +139,6 @@ def describe_device(log_text: str = "") -> str:
     return f"CPU: {cpu_model()} ({os.cpu_count()} cores)"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 # --- the runner ---------------------------------------------------------------------------
 
 
@@ -174,7 +165,7 @@ def _check_setup(out: Path, setup: dict) -> None:
                 f"{ {k: old.get(k) for k in diffs} }). Delete that folder or pass another --out."
             )
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(setup, indent=2))
+    atomic.write_json(path, setup)
 
 
 def _fmt_time(s: float) -> str:
@@ -211,7 +202,7 @@ def run_crossval(
     with _sigterm_stops_the_fold():
         failed = _train_folds(plan, out, configs, overrides, launch, keep_checkpoints)
     agg = aggregate(out, [f.name for f in fold_list(folds)], name=name)
-    (out / AGGREGATE).write_text(json.dumps(agg, indent=2))
+    atomic.write_json(out / AGGREGATE, agg)
     print(summary_line(agg), flush=True)
     if failed:
         print(f"cv {name}: {len(failed)} fold(s) failed: {', '.join(failed)}; rerun the same command to retry them", flush=True)
@@ -249,7 +240,7 @@ def _train_folds(plan: list[Fold], out: Path, configs: Sequence[str], overrides:
             r = json.loads((run_dir / RESULTS).read_text())
             text = log.read_text(errors="replace") if log.is_file() else ""
             meta = {"wall_s": round(wall, 1), "device": describe_device(text), "command": cmd}
-            (run_dir / FOLD_META).write_text(json.dumps(meta, indent=2))
+            atomic.write_json(run_dir / FOLD_META, meta)
             if not keep_checkpoints:
                 drop_extra_checkpoints(run_dir, r.get("ckpt_path"))
             print(f"{tag} WA {100 * r['wa']:.1f}  UA {100 * r['ua']:.1f}  in {_fmt_time(wall)}"

@@ -230,7 +230,7 @@ def render_table(number: int, outcomes: list[Outcome], profile: str, profile_fil
                  folds: int = 5, command: str = "") -> str:
     """Markdown: the paper's rows and figures, this package's mean ± std, and what produced them."""
     lines = [f"# {TITLES[number]}", "",
-             f"| System | WA paper | WA here | UA paper | UA here |", "|---|---|---|---|---|"]
+             "| System | WA paper | WA here | UA paper | UA here |", "|---|---|---|---|---|"]
     for o in outcomes:
         r, note = o.row, o.extra.get("paper_note", "")
         wa_p = f"{r.wa:.1f}{note}" if r.wa is not None else "—"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
+
+from ..utils import atomic
 
 
 class ResultsWriter(L.Callback):
@@ -35,10 +36,7 @@ class ResultsWriter(L.Callback):
         }
         self.path = Path(trainer.default_root_dir) / "results.json"
         if trainer.is_global_zero:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(record, indent=2))
-            tmp.replace(self.path)
+            atomic.write_json(self.path, record)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and trainer.is_global_zero:
                 _log_confusion_matrix(logger, results)

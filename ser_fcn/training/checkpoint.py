@@ -37,14 +37,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     module = SERModule.load_from_checkpoint(path, map_location=device)
     module.eval()
     dm_hp = dict(raw.get("datamodule_hyper_parameters") or {})
-    defaults = SpectrogramConfig()
-    cfg = SpectrogramConfig(
-        win_ms=float(dm_hp.get("win_ms", defaults.win_ms)),
-        hop_ms=float(dm_hp.get("hop_ms", defaults.hop_ms)),
-        n_fft=int(dm_hp.get("n_fft", defaults.n_fft)),
-        n_bins=int(dm_hp.get("n_bins", defaults.n_bins)),
-    )
-    return module, cfg, dm_hp
+    return module, SpectrogramConfig.from_hparams(dm_hp), dm_hp
 
 
 def datamodule_from_hparams(dm_hp: dict):

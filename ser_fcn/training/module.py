@@ -14,7 +14,9 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from ..configs import base_optimizer
 from ..data.collate import lengths_to_mask
+from ..data.features import SpectrogramConfig
 from .metrics import UtterancePosteriors
 
 
@@ -24,7 +26,7 @@ class SERModule(L.LightningModule):
         num_classes: number of emotion classes (linked from `data.num_classes`).
         n_bins: spectrogram bins (linked from `data.n_bins`); sizes the normalisation buffers.
         class_names: names of the classes, in output order (linked from `data.classes`).
-        optimizer, scheduler: factories, configured in YAML (no optimizer: Adam, lr 1e-4).
+        optimizer, scheduler: factories, configured in YAML (none given: base.yaml's optimizer).
         class_weighted_loss: weight the loss by inverse training class frequency
             (IEMOCAP is imbalanced; this trades WA for UA).
         check_finite: stop with the offending utterance ids when a batch or loss is NaN/Inf.
@@ -34,7 +36,7 @@ class SERModule(L.LightningModule):
         self,
         net: nn.Module,
         num_classes: int = 4,
-        n_bins: int = 200,
+        n_bins: int = SpectrogramConfig.n_bins,
         class_names: list[str] | None = None,
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
@@ -77,7 +79,7 @@ class SERModule(L.LightningModule):
             self.class_names = list(dm.classes)
 
     def configure_optimizers(self):
-        make = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=1e-4))
+        make = self.optimizer_factory or base_optimizer()
         opt = make(self.parameters())
         if self.scheduler_factory is None:
             return opt

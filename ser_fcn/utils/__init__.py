@@ -1,0 +1,1 @@
+"""Small helpers that every layer uses: atomic file writes, a description of the machine."""
