@@ -87,12 +87,12 @@ class DemoCorpusSummary:
 
     def counts(self, improvised_only: bool = True, merge_exc: bool = False) -> dict[tuple[str, str], int]:
         """(speaker, label) -> number of summary lines (raw codes unless `merge_exc`)."""
-        c = Counter(
+        counts = Counter(
             (u["speaker"], "hap" if merge_exc and u["label"] == "exc" else u["label"])
             for u in self.utterances
             if u["improvised"] or not improvised_only
         )
-        return dict(sorted(c.items()))
+        return dict(sorted(counts.items()))
 
 
 def generate_demo_corpus(
@@ -154,10 +154,10 @@ def _load_marker(root: Path, params: dict) -> DemoCorpusSummary | None:
         marker = json.loads((root / MARKER_NAME).read_text())
         if marker["params"] != params:
             return None
-        s = _summary(root, marker["utterances"])
+        summary = _summary(root, marker["utterances"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return s if all(os.path.isfile(u["path"]) for u in s.utterances) else None
+    return summary if all(os.path.isfile(u["path"]) for u in summary.utterances) else None
 
 
 # ----------------------------------------------------------------------------- structure
@@ -192,30 +192,30 @@ def _plan(params: dict, n_impro: int, n_script: int) -> list[dict]:
             for improvised, n, ds in ((True, n_impro, dialogs[:n_di]), (False, n_script, dialogs[n_di:])):
                 if n == 0:
                     continue
-                p = _CODE_P[improvised]
-                probs = rng.dirichlet(60 * np.array(list(p.values())))
-                codes = list(rng.choice(list(p), size=n, p=probs))
+                code_p = _CODE_P[improvised]
+                probs = rng.dirichlet(60 * np.array(list(code_p.values())))
+                codes = list(rng.choice(list(code_p), size=n, p=probs))
                 # every dialog hears both speakers: one utterance each, the rest at random
                 k = len(ds)
                 sizes = 1 + rng.multinomial(n - k, np.ones(k) / k)  # n >= k by the choice of k
-                for d, m in zip(ds, sizes):
-                    per_dialog[d] += [(letter, codes.pop()) for _ in range(m)]
-        for d in dialogs:
-            turns = per_dialog[d]
+                for dialog, size in zip(ds, sizes):
+                    per_dialog[dialog] += [(letter, codes.pop()) for _ in range(size)]
+        for dialog in dialogs:
+            turns = per_dialog[dialog]
             order = rng.permutation(len(turns))
-            t = rng.uniform(1.0, 8.0)
+            clock = rng.uniform(1.0, 8.0)  # seconds into the dialog
             counter = Counter()
             for i in order:
                 letter, code = turns[i]
                 n_samples = int(round(_duration(rng) * sr))
-                start = round(t, 4)
+                start = round(clock, 4)
                 end = round(start + n_samples / sr, 4)
-                utts.append({"utterance_id": f"{d}_{letter}{counter[letter]:03d}", "label": str(code),
-                             "speaker": f"{session}{letter}", "session": session, "improvised": "impro" in d,
-                             "duration_s": n_samples / sr, "dialog": d, "start_s": start, "end_s": end,
+                utts.append({"utterance_id": f"{dialog}_{letter}{counter[letter]:03d}", "label": str(code),
+                             "speaker": f"{session}{letter}", "session": session, "improvised": "impro" in dialog,
+                             "duration_s": n_samples / sr, "dialog": dialog, "start_s": start, "end_s": end,
                              "n_samples": n_samples})
                 counter[letter] += 1
-                t = end + rng.uniform(0.2, 2.5)
+                clock = end + rng.uniform(0.2, 2.5)
     _ensure_every_code(utts, rng)
     return utts
 
@@ -223,9 +223,9 @@ def _plan(params: dict, n_impro: int, n_script: int) -> list[dict]:
 def _duration(rng) -> float:
     """IEMOCAP-like length: lognormal, median 2.6 s, truncated to [1, 20] s."""
     while True:
-        d = 2.6 * np.exp(0.6 * rng.standard_normal())
-        if 1.0 <= d <= 20.0:
-            return float(d)
+        seconds = 2.6 * np.exp(0.6 * rng.standard_normal())
+        if 1.0 <= seconds <= 20.0:
+            return float(seconds)
 
 
 def _ensure_every_code(utts: list[dict], rng) -> None:
@@ -267,9 +267,9 @@ def _profile(code: str, rng) -> np.ndarray:
     if code in _PROFILE:
         mean = np.array(_PROFILE[code])
     else:  # xxx: annotators disagreed, the voice sits between two emotions
-        a, b = rng.choice(["neu", "hap", "sad", "ang", "exc", "fru"], size=2, replace=False)
-        w = rng.uniform()
-        mean = w * np.array(_PROFILE[a]) + (1 - w) * np.array(_PROFILE[b])
+        first, second = rng.choice(["neu", "hap", "sad", "ang", "exc", "fru"], size=2, replace=False)
+        share = rng.uniform()
+        mean = share * np.array(_PROFILE[first]) + (1 - share) * np.array(_PROFILE[second])
     return mean + _SPREAD * rng.standard_normal(len(_SPREAD))
 
 

@@ -103,10 +103,9 @@ def load_imagenet(
             f"{origin} does not fit {type(module).__name__} as a torchvision {arch}: "
             f"missing keys {missing[:8]}, unexpected keys {unexpected[:8]}"
         )
-    w = state.get(conv1_key)
-    t = target.get(conv1_key)
-    if w is not None and t is not None and w.dim() == 4 and w.shape[1] == 3 and t.shape[1] == 1:
-        state[conv1_key] = w.sum(dim=1, keepdim=True)  # RGB sum == spectrogram on 3 channels
+    conv1_file, conv1_ours = state.get(conv1_key), target.get(conv1_key)
+    if conv1_file is not None and conv1_ours is not None and conv1_file.dim() == 4 and conv1_file.shape[1] == 3 and conv1_ours.shape[1] == 1:
+        state[conv1_key] = conv1_file.sum(dim=1, keepdim=True)  # RGB sum == spectrogram on 3 channels
     for key in sorted(state):
         if state[key].shape != target[key].shape:
             raise ValueError(

@@ -47,5 +47,5 @@ def _log_confusion_matrix(logger: WandbLogger, results: dict) -> None:
     import wandb
 
     names = results["classes"]
-    rows = [[t, p, n] for t, r in zip(names, results["confusion_matrix"]) for p, n in zip(names, r)]
+    rows = [[true, pred, count] for true, counts in zip(names, results["confusion_matrix"]) for pred, count in zip(names, counts)]
     logger.experiment.log({"test/confusion_matrix": wandb.Table(columns=["true", "predicted", "count"], data=rows)})
