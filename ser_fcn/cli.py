@@ -154,33 +154,33 @@ def _cmd_manifest(argv: list[str]) -> None:
     from .data.iemocap import PAPER_CLASSES, read_iemocap
     from .data.manifest import count_table, write_manifest
 
-    p = argparse.ArgumentParser(prog="python -m ser_fcn manifest", description="IEMOCAP_full_release -> CSV manifest")
-    p.add_argument("--root", required=True, help="the IEMOCAP_full_release folder")
-    p.add_argument("--out", required=True, help="CSV file to write")
-    p.add_argument("--classes", nargs="+", default=list(PAPER_CLASSES))
-    p.add_argument("--merge_exc", action="store_true", help="count exc as hap")
-    p.add_argument("--include_scripted", action="store_true", help="keep scripted dialogs too")
-    a = p.parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m ser_fcn manifest", description="IEMOCAP_full_release -> CSV manifest")
+    parser.add_argument("--root", required=True, help="the IEMOCAP_full_release folder")
+    parser.add_argument("--out", required=True, help="CSV file to write")
+    parser.add_argument("--classes", nargs="+", default=list(PAPER_CLASSES))
+    parser.add_argument("--merge_exc", action="store_true", help="count exc as hap")
+    parser.add_argument("--include_scripted", action="store_true", help="keep scripted dialogs too")
+    args = parser.parse_args(argv)
     try:
-        rows, summary = read_iemocap(a.root, a.classes, a.merge_exc, a.include_scripted)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
-    write_manifest(rows, a.out)
+        rows, summary = read_iemocap(args.root, args.classes, args.merge_exc, args.include_scripted)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    write_manifest(rows, args.out)
     print(summary.report())
-    print(count_table(rows, a.classes))
-    print(f"wrote {len(rows)} utterances to {a.out}")
+    print(count_table(rows, args.classes))
+    print(f"wrote {len(rows)} utterances to {args.out}")
 
 
 def _cmd_demo_data(argv: list[str]) -> None:
-    from .data.demo_corpus import generate_demo_corpus
+    from .data.demo_corpus import UTTERANCES_PER_SPEAKER, generate_demo_corpus
 
-    p = argparse.ArgumentParser(prog="python -m ser_fcn demo-data", description="write the synthetic demo corpus (IEMOCAP layout)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--utterances_per_speaker", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    s = generate_demo_corpus(a.out, utterances_per_speaker=a.utterances_per_speaker, seed=a.seed)
-    print(f"demo corpus: {s.root} ({len(s.utterances)} labelled utterances)")
+    parser = argparse.ArgumentParser(prog="python -m ser_fcn demo-data", description="write the synthetic demo corpus (IEMOCAP layout)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--utterances_per_speaker", type=int, default=UTTERANCES_PER_SPEAKER)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    corpus = generate_demo_corpus(args.out, utterances_per_speaker=args.utterances_per_speaker, seed=args.seed)
+    print(f"demo corpus: {corpus.root} ({len(corpus.utterances)} labelled utterances)")
 
 
 def _cmd_predict(argv: list[str]) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .collate import pad_collate, segment_collate
-from .demo_corpus import generate_demo_corpus
+from .demo_corpus import UTTERANCES_PER_SPEAKER, generate_demo_corpus
 from .features import FeatureCache, SpectrogramConfig
 from .folds import FoldSplit, make_fold
 from .iemocap import PAPER_CLASSES, read_iemocap
@@ -121,7 +121,7 @@ class SERDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         skip_bad_audio: bool = False,
-        demo_utterances_per_speaker: int = 60,
+        demo_utterances_per_speaker: int = UTTERANCES_PER_SPEAKER,
         progress: bool = True,
     ):
         super().__init__()
@@ -242,16 +242,16 @@ class SERDataModule(L.LightningDataModule):
 
     def _train_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-frequency-bin mean and std over every training frame (float64 sums)."""
-        s = np.zeros(self.spec.n_bins)
-        s2 = np.zeros(self.spec.n_bins)
-        n = 0
+        total = np.zeros(self.spec.n_bins)
+        total_sq = np.zeros(self.spec.n_bins)
+        frames = 0
         for i in self.split.train:
-            f = self.cache.load(self.rows[i].path).astype(np.float64)
-            s += f.sum(1)
-            s2 += (f * f).sum(1)
-            n += f.shape[1]
-        mean = s / n
-        std = np.sqrt(np.maximum(s2 / n - mean * mean, 1e-8))
+            feats = self.cache.load(self.rows[i].path).astype(np.float64)
+            total += feats.sum(1)
+            total_sq += (feats * feats).sum(1)
+            frames += feats.shape[1]
+        mean = total / frames
+        std = np.sqrt(np.maximum(total_sq / frames - mean * mean, 1e-8))
         return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
 
     # --- loaders ----------------------------------------------------------------------

@@ -39,6 +39,7 @@ from ..utils import atomic
 GENERATOR_VERSION = 1  # bump when the output changes: invalidates cached corpora
 ROOT_NAME = "IEMOCAP_full_release"
 MARKER_NAME = "demo_corpus.json"
+UTTERANCES_PER_SPEAKER = 60  # default size: 600 utterances, ~32 min, 320 in the paper's improvised 4-class subset
 README_NAME = "DEMO_CORPUS.txt"
 
 # Share of each code among one speaker's utterances (jittered per speaker). Improvised
@@ -97,7 +98,7 @@ class DemoCorpusSummary:
 
 def generate_demo_corpus(
     out_dir: str | Path,
-    utterances_per_speaker: int = 60,
+    utterances_per_speaker: int = UTTERANCES_PER_SPEAKER,
     scripted_fraction: float = 0.3,
     seed: int = 0,
     sample_rate: int = 16000,
