@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import corpus, features, gpu, memory, padding, training
+from . import corpus, features, gpu, memory, padding, timeline, training
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,13 @@ def goal_rows(r: dict) -> list[dict]:
         "measured": f"{gb:.2f} GB ({m['batches_run']} of {m['batches_per_epoch']} batches, heaviest first; {m['utterances']} utterances, {m['cache_dtype']} cache)",
         "value": gb, "target": 3.0, "ok": gb < 3.0,
     })
+    tl = r["timeline"]
+    rows += [{"id": "timeline_rtf", "goal": "predict --timeline, 1 h file, 2 threads: >= 100x real time",
+              "measured": f"{tl['rtf']:.0f}x ({tl['audio_seconds']:.0f} s in {tl['wall_seconds']:.1f} s; load {tl['load_average_start']})",
+              "value": tl["rtf"], "target": 100, "ok": tl["rtf"] >= 100},
+             {"id": "timeline_memory", "goal": "predict --timeline, 1 h file: peak RSS < 2 GB",
+              "measured": f"{tl['peak_rss_mb'] * 2**20 / 1e9:.2f} GB", "value": tl["peak_rss_mb"] * 2**20 / 1e9,
+              "target": 2.0, "ok": tl["peak_rss_mb"] * 2**20 / 1e9 < 2.0}]
     g = r["gpu"]
     if g.get("measured"):
         measured = f"fp32 {g['fp32']['epoch_seconds']:.1f} s, bf16 {g['bf16']['epoch_seconds']:.1f} s per epoch ({g['device']})"
@@ -202,6 +209,7 @@ def markdown(r: dict, rows: list[dict]) -> str:
         f"split would take {mem['train_features_if_held_in_ram_mb']:.0f} MiB in {mem['cache_dtype']} "
         f"({mem['train_features_float32_mb']:.0f} MiB in float32) even if it were held in memory.",
         f"6. **GPU**: {r['gpu'].get('reason') or 'see bench.json'}.",
+        f"7. **Timeline**: {timeline.__doc__.split(chr(10), 2)[2].strip()} {r['timeline']['windows']} windows.",
     ]
     if t.get("profile_top_ops"):
         conv = sum(o["share"] for o in t["profile_top_ops"] if "convolution" in o["op"])
@@ -275,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"[5/6] memory: training in a fresh process, heaviest batches first, for up to {sizes.memory_time_budget_s:.0f} s")
         r["memory"] = memory.measure(*mem_args)
         phase("memory")
+        log("[timeline] predict --timeline on a one-hour file (--quick: one minute), fresh process")
+        r["timeline"] = timeline.measure(60.0 if args.quick else 3600.0)
+        phase("timeline")
 
     log("[6/6] GPU")
     if args.gpu:
