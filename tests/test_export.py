@@ -43,6 +43,7 @@ def test_onnx_and_torchscript_match_pytorch(exported):
     ckpt, folder = exported
     p = Predictor(ckpt)
     info = json.loads((folder / "model.json").read_text())
+    assert sorted(f.name for f in folder.iterdir()) == ["model.json", "model.onnx", "model.pt"]  # one file each, no external data
     assert info["classes"] == p.class_names and info["min_frames"] == p.min_frames
     session = ort.InferenceSession(str(folder / "model.onnx"))
     scripted = torch.jit.load(str(folder / "model.pt"))

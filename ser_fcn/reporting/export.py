@@ -76,7 +76,7 @@ def export(ckpt: str | Path, fmt: str, out: str | Path) -> dict:
         batch = torch.export.Dim("batch", min=1, max=4096)
         frames = torch.export.Dim("frames", min=min_frames, max=MAX_FRAMES)
         torch.onnx.export(model, args, str(out), dynamo=True, input_names=["spectrogram", "lengths"],
-                          output_names=["probabilities"], verbose=False,
+                          output_names=["probabilities"], verbose=False, external_data=False,
                           dynamic_shapes={"spectrogram": {0: batch, 3: frames}, "lengths": {0: batch}})
     else:
         with torch.no_grad():
@@ -109,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
         print(f"run    : onnxruntime.InferenceSession('{a.out}').run(None, {{'spectrogram': x, 'lengths': n}})[0]")
     else:
         print(f"run    : torch.jit.load('{a.out}')(x, n)")
-    print("the README's 'Run an exported model' section computes the spectrogram with numpy")
+    print("README, section \"Export (ONNX / TorchScript)\": running it on a wav with numpy + soundfile + onnxruntime")

@@ -52,8 +52,8 @@ def receptive_field(encoder: nn.Module) -> int:
     rf, jump = 1, 1
     for m in encoder.modules():
         if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            k, s = m.kernel_size, m.stride
-            k, s = (k[-1], s[-1]) if isinstance(k, tuple) else (k, s if not isinstance(s, tuple) else s[-1])
+            k = m.kernel_size[-1] if isinstance(m.kernel_size, tuple) else m.kernel_size
+            s = m.stride[-1] if isinstance(m.stride, tuple) else m.stride
             rf += (k - 1) * jump
             jump *= s
     return rf

@@ -33,6 +33,7 @@ def draw_timeline(spec: np.ndarray, t0: float, hop_s: float, segments: list[dict
         if s["label"] == SILENT:
             bottom.axvspan(s["start"], s["end"], color="0.85", lw=0)
     bottom.set_ylim(0, 1)
+    bottom.set_xlim(t0, t0 + seconds)
     bottom.set_ylabel("probability")
     bottom.set_xlabel("time (s)")
     bottom.legend(loc="upper right", fontsize=7, ncol=len(class_names))
