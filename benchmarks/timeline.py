@@ -73,5 +73,27 @@ def _child(argv: list[str]) -> None:
     }))
 
 
+def compare(ckpt: str, wav: str, window_s: float = 3.0, hop_s: float = 0.96) -> dict:
+    """Shared encoding vs each window run alone, on a trained checkpoint and a wav: the
+    largest / median / 95th percentile |probability difference| and how often labels agree.
+    `python -m benchmarks.timeline --compare CKPT WAV` (hop 0.96 s: both ways, same windows)."""
+    from ser_fcn.data.audio import load_audio
+    from ser_fcn.reporting.predict import SILENCE_PEAK, Predictor
+    from ser_fcn.reporting.timeline import encode_file, timeline
+
+    p = Predictor(ckpt)
+    wave = load_audio(wav, p.cfg.sample_rate)
+    args = (p.module, wave, p.cfg, p.class_names, window_s, hop_s, SILENCE_PEAK)
+    shared, alone = timeline(*args, cells=encode_file(p.module, wave, p.cfg)), timeline(*args)
+    pairs = [(a, b) for a, b in zip(shared, alone) if a["probabilities"] and a["start"] == b["start"]]
+    d = [max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in p.class_names) for a, b in pairs]
+    return {"windows": len(d), "max_abs_diff": round(max(d), 4), "median_abs_diff": round(float(np.median(d)), 4),
+            "p95_abs_diff": round(float(np.percentile(d, 95)), 4),
+            "labels_agree": f"{sum(a['label'] == b['label'] for a, b in pairs)}/{len(pairs)}"}
+
+
 if __name__ == "__main__":
-    _child(sys.argv[1:])
+    if sys.argv[1:2] == ["--compare"]:
+        print(compare(*sys.argv[2:4]))
+    else:
+        _child(sys.argv[1:])

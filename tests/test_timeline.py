@@ -14,7 +14,8 @@ from ser_fcn.cli import main
 from ser_fcn.data.audio import load_audio
 from ser_fcn.data.features import log_spectrogram
 from ser_fcn.reporting.predict import FLAG_POOLED, Predictor
-from ser_fcn.reporting.timeline import SILENT, encode_file, timeline, whole_file_probs, windows
+from ser_fcn.reporting.figures import encoder_grid
+from ser_fcn.reporting.timeline import SILENT, encode_file, receptive_field, timeline, whole_file_probs, windows
 
 from deploy_helpers import tiny_checkpoint
 
@@ -96,6 +97,28 @@ def test_shared_windows_are_close_to_the_window_run_alone(predictor, long_wave):
     diffs = [np.abs(_probs(predictor, s) - _alone(predictor, long_wave, s)).max() for s in segs if s["label"] != SILENT]
     print(f"shared vs alone: max |dp| {max(diffs):.4f}, median {np.median(diffs):.4f} over {len(diffs)} windows")
     assert max(diffs) <= SHARED_TOLERANCE
+
+
+def test_a_window_differs_from_the_shared_encoding_only_in_its_border_cells(predictor, long_wave):
+    """Cells whose receptive field lies inside the window are the shared cells; only the
+    others (zero padding alone vs real audio here) may differ."""
+    m, cfg = predictor.module, predictor.cfg
+    cells = encode_file(m, long_wave, cfg)
+    grid, rf = encoder_grid(m.net.encoder), receptive_field(m.net.encoder)
+    jump, half = int(grid.jump_t), (rf - 1) / 2
+    for first in (0, 96 * 32, 200 * 32):  # frames, on the cell grid
+        spec = log_spectrogram(long_wave, cfg)[:, first: first + 300]
+        n = torch.tensor([300])
+        with torch.inference_mode():
+            alone = m.net.encoder(m.normalize(spec[None, None], n), n)[0][0]
+        shared = cells[..., first // jump: first // jump + alone.shape[-1]]
+        centres = grid.centre_t + jump * np.arange(alone.shape[-1])
+        inside = (centres - half >= 0) & (centres + half <= 299)
+        assert inside.sum() >= 3 and (~inside).sum() >= 2
+        scale = float(shared.abs().max())
+        assert torch.allclose(alone[..., inside], shared[..., inside], atol=1e-4 * scale)
+        if first:  # and the border cells do differ: the tolerance below is about them
+            assert not torch.allclose(alone[..., ~inside], shared[..., ~inside], atol=1e-4 * scale)
 
 
 def test_silent_stretches_are_marked_not_labelled(predictor, long_wave):
