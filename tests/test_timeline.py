@@ -159,3 +159,25 @@ def test_predict_timeline_on_what_users_have(ckpt, predictor, long_wave, tmp_pat
     panels = [f"long-{i + 1:02d}.png" for i in range(int(np.ceil(len(wave) / 16000 / 40.0)))]
     assert len(panels) > 1 and sorted(p.name for p in figs.glob("*.png")) == [*panels, "silent.png", "stereo44k.png"]
     assert "long.wav: 0.0-" in capsys.readouterr().out
+
+
+def test_a_model_without_attention_gets_exact_windows_padded_to_the_window():
+    """The segment baselines see every window, the short last one too, as a zero-padded 3 s
+    segment (as in training); shared encoding is not offered for them."""
+    from ser_fcn.data.features import SpectrogramConfig
+    from ser_fcn.models.baselines import SegmentClassifier
+    from ser_fcn.reporting.timeline import supports_shared
+    from ser_fcn.training.module import SERModule
+
+    torch.manual_seed(0)
+    m, cfg = SERModule(SegmentClassifier(4)).eval(), SpectrogramConfig()
+    assert not supports_shared(m.net)
+    wave = torch.randn(16000 * 69 // 2) * 0.1  # 34.5 s: 33 windows, the short last one alone in its batch of 32
+    segs = timeline(m, wave, cfg, list("abcd"), 3.0, 1.0, 1e-4)
+    last = segs[-1]
+    spec = log_spectrogram(wave[round(last["start"] * 16000):], cfg)
+    assert spec.shape[-1] < 300 and len(segs) == 33
+    x = torch.nn.functional.pad(spec, (0, 300 - spec.shape[-1]))[None, None]
+    with torch.inference_mode():
+        alone = m(x, torch.tensor([spec.shape[-1]]))[0].softmax(-1)[0].numpy()
+    assert np.allclose([last["probabilities"][c] for c in "abcd"], alone, atol=1e-5)

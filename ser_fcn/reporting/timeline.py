@@ -121,13 +121,16 @@ def _pool_windows(module, cells: torch.Tensor, wins: list[Window], jump: int, ba
 
 
 @torch.inference_mode()
-def _run_windows(module, wave: torch.Tensor, wins: list[Window], cfg: SpectrogramConfig, batch: int = 32) -> torch.Tensor:
-    """Each window cut out and run alone (batched with lengths: the same answer)."""
+def _run_windows(module, wave: torch.Tensor, wins: list[Window], cfg: SpectrogramConfig, width: int,
+                 batch: int = 32) -> torch.Tensor:
+    """Each window cut out and run alone (batched with lengths: the same answer), zero-padded
+    to `width` frames: the fixed 3 s input the segment baselines are trained on (the FCN masks
+    the padding, so it changes nothing there)."""
     out = []
     for i in range(0, len(wins), batch):
         group = wins[i: i + batch]
         specs = [_spectrogram(wave, w.first, w.stop, cfg) for w in group]
-        x = torch.zeros(len(specs), 1, specs[0].shape[0], max(s.shape[-1] for s in specs))
+        x = torch.zeros(len(specs), 1, specs[0].shape[0], max(width, *(s.shape[-1] for s in specs)))
         for row, s in enumerate(specs):
             x[row, 0, :, : s.shape[-1]] = s
         lengths = torch.tensor([s.shape[-1] for s in specs])
@@ -153,11 +156,12 @@ def timeline(module, wave: torch.Tensor, cfg: SpectrogramConfig, class_names: li
     n_frames = cfg.n_frames(wave.numel())
     jump = int(encoder_grid(module.net.encoder).jump_t) if cells is not None else 1
     frames_per_s = 1000 / cfg.hop_ms
-    wins = windows(n_frames, round(window_s * frames_per_s), round(hop_s * frames_per_s), snap=jump)
+    width = round(window_s * frames_per_s)
+    wins = windows(n_frames, width, round(hop_s * frames_per_s), snap=jump)
     if cells is not None:
         probs = _pool_windows(module, cells, wins, jump)
     else:
-        probs = _run_windows(module, wave, wins, cfg)
+        probs = _run_windows(module, wave, wins, cfg, width)
     out = []
     for w, p in zip(wins, probs.numpy()):
         start = w.first * cfg.hop_length
