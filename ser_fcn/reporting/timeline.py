@@ -89,7 +89,7 @@ def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells:
     margin = math.ceil(receptive_field(enc) / jump) + 1  # cells whose input reaches past a chunk
     n_frames = cfg.n_frames(wave.numel())
     total = int(enc.output_lengths(torch.tensor([n_frames]))[0])
-    parts = []
+    out = None  # filled chunk by chunk (no list + cat: half the peak)
     for a in range(0, total, chunk_cells):
         b = min(a + chunk_cells, total)
         first = max(0, a - margin) * jump
@@ -97,8 +97,10 @@ def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells:
         x = _spectrogram(wave, first, stop, cfg).to(module.device)[None, None]
         n = torch.tensor([x.shape[-1]], device=module.device)
         feats, _ = enc(module.normalize(x, n), n)
-        parts.append(feats[0, :, :, a - first // jump: b - first // jump].cpu())
-    return torch.cat(parts, dim=-1)
+        if out is None:
+            out = feats.new_empty(feats.shape[1], feats.shape[2], total, device="cpu")
+        out[..., a:b] = feats[0, :, :, a - first // jump: b - first // jump].cpu()
+    return out
 
 
 @torch.inference_mode()
