@@ -24,7 +24,7 @@ from ser_fcn.data.sampler import MAX_FRAMES_PER_BATCH, NUM_BUCKETS
 from ser_fcn.utils import atomic
 from ser_fcn.utils.machine import cpu_flags, cpu_model
 
-from . import corpus, features, gpu, memory, padding, training
+from . import corpus, features, gpu, memory, padding, timeline, training
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,12 @@ GOALS = [
     Goal("memory", "peak RSS of a training epoch < 3 GB", _memory_gb, 3.0, True,
          lambda r: f"{_memory_gb(r):.2f} GB ({r['memory']['batches_run']} of {r['memory']['batches_per_epoch']} batches, heaviest "
                    f"first; {r['memory']['utterances']} utterances, {r['memory']['cache_dtype']} cache)"),
+    Goal("timeline_rtf", "predict --timeline, 1 h file, 2 threads: >= 100x real time", lambda r: r["timeline"]["rtf"], 100, False,
+         lambda r: f"{r['timeline']['rtf']:.0f}x ({r['timeline']['audio_seconds']:.0f} s in {r['timeline']['wall_seconds']:.1f} s; "
+                   f"load {r['timeline']['load_average_start']})"),
+    Goal("timeline_memory", "predict --timeline, 1 h file: peak RSS < 2 GB",
+         lambda r: r["timeline"]["peak_rss_mb"] * 2**20 / 1e9, 2.0, True,
+         lambda r: f"{r['timeline']['peak_rss_mb'] * 2**20 / 1e9:.2f} GB"),
 ]
 
 
@@ -204,6 +210,7 @@ def markdown(r: dict, rows: list[dict]) -> str:
         f"split would take {mem['train_features_if_held_in_ram_mb']:.0f} MiB in {mem['cache_dtype']} "
         f"({mem['train_features_float32_mb']:.0f} MiB in float32) even if it were held in memory.",
         f"6. **GPU**: {r['gpu'].get('reason') or 'see bench.json'}.",
+        f"7. **Timeline**: {timeline.__doc__.split(chr(10), 2)[2].strip()} {r['timeline']['windows']} windows.",
     ]
     if t.get("profile_top_ops"):
         conv = sum(o["share"] for o in t["profile_top_ops"] if "convolution" in o["op"])
@@ -273,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"[5/6] memory: training in a fresh process, heaviest batches first, for up to {sizes.memory_time_budget_s:.0f} s")
         r["memory"] = memory.measure(*mem_args)
         phase("memory")
+        log("[timeline] predict --timeline on a one-hour file (--quick: one minute), fresh process")
+        r["timeline"] = timeline.measure(60.0 if args.quick else 3600.0)
+        phase("timeline")
 
     log("[6/6] GPU")
     if args.gpu:

@@ -189,6 +189,18 @@ def _cmd_predict(argv: list[str]) -> None:
     predict_main(argv)
 
 
+def _cmd_export(argv: list[str]) -> None:
+    from .reporting.export import main as export_main
+
+    export_main(argv)
+
+
+def _cmd_evaluate(argv: list[str]) -> None:
+    from .reporting.evaluate import main as evaluate_main
+
+    evaluate_main(argv)
+
+
 def _cmd_figure4(argv: list[str]) -> None:
     from .reporting.figures import main as figure4_main
 
@@ -211,6 +223,7 @@ def _cmd_table(number: int):
 
 
 COMMANDS = {"manifest": _cmd_manifest, "demo-data": _cmd_demo_data, "predict": _cmd_predict, "figure4": _cmd_figure4,
+            "export": _cmd_export, "evaluate": _cmd_evaluate,
             "cv": _cmd_cv, "table1": _cmd_table(1), "table2": _cmd_table(2)}
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from helpers import REPO
 
-GOALS = {"padding", "throughput", "compute_efficiency", "cache_rtf", "loader", "memory", "gpu"}
+GOALS = {"padding", "throughput", "compute_efficiency", "cache_rtf", "loader", "memory", "gpu", "timeline_rtf", "timeline_memory"}
 
 
 @pytest.mark.slow  # a subprocess-heavy end-to-end run: `make test-slow` (CI runs it)
@@ -47,5 +47,8 @@ def test_quick_bench_writes_the_results(tmp_path):
     m = r["memory"]
     assert m["batches_run"] >= 1 and 100 < m["peak_rss_mb"] < 64 * 1024
     assert m["peak_rss_mb"] >= max(b["rss_mb"] for b in m["per_batch"]) - 1
+    tl = r["timeline"]
+    assert tl["audio_seconds"] == 60.0 and tl["windows"] >= 55 and 0 < tl["silent_windows"] < tl["windows"]
+    assert tl["threads"] == 2 and 100 < tl["peak_rss_mb"] < 64 * 1024
     if not r["machine"]["cuda_available"]:
         assert r["gpu"]["measured"] is False and "not measured" in r["goals"]["gpu"]["measured"]

@@ -76,7 +76,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as e:
         raise AudioError(path, f"could not decode samples ({e})") from e
-    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # no copy of a mono file (long files)
+    wave = torch.from_numpy(np.ascontiguousarray(mono))
     if sr != sample_rate:
         wave = AF.resample(wave, sr, sample_rate)
     if not torch.isfinite(wave).all():

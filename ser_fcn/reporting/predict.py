@@ -10,6 +10,10 @@ shorter than one analysis window) gets an error and the others still get their a
 the exit status is 1 when any file failed. Flags: "silent" (peak below -80 dBFS: the
 answer means nothing), "shorter than the receptive field, padded" (fewer frames than
 the encoder's `min_frames`: zero-padded up to it, as the model does).
+
+`--timeline [--window 3.0] [--hop 1.0] [--exact_windows]`: emotion over time as well, a
+"timeline" list in each JSON line (reporting/timeline.py says how windows are scored).
+A file longer than LONG_FILE_S takes its whole-file answer from the same chunked encoding.
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ from ..data.audio import AudioError, load_audio
 from ..data.features import SpectrogramConfig, log_spectrogram
 from ..training.checkpoint import load_checkpoint
 from .figures import CellGrid, Panel, attention_of, draw_panels, encoder_grid
+from .timeline_figure import save_timeline_figures
+from .timeline import encode_file, summarise, supports_shared, timeline, whole_file_probs
 
 log = logging.getLogger(__name__)
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: below 16-bit dither; such a file holds no speech
 FLAG_SILENT = "silent"
 FLAG_SHORT = "shorter than the receptive field, padded"
+FLAG_POOLED = "whole-file answer pooled from the chunked encoding"
+LONG_FILE_S = 600.0  # longer files are never encoded in one pass (memory grows with length)
 # what soundfile (libsndfile) reads, by extension; `.raw` needs its format spelled out, so no
 AUDIO_EXTENSIONS = frozenset(
     {f".{k.lower()}" for k in sf.available_formats()} - {".raw"}
@@ -51,6 +59,7 @@ class Prediction:
     duration_s: float | None = None
     flags: list[str] = field(default_factory=list)
     error: str | None = None  # why the file got no answer (its path is `path`)
+    timeline: list[dict] | None = None  # with --timeline: [{start, end, label, probabilities}]
 
 
 @dataclass
@@ -111,6 +120,30 @@ class Predictor:
             return Analysis(Prediction(str(path), error=e.problem))
         return self.analyse_wave(wave, str(path))
 
+    def analyse_timeline(self, path: str | Path, window_s: float = 3.0, hop_s: float = 1.0,
+                         exact: bool = False) -> Analysis:
+        """The whole-file answer and the timeline of one file."""
+        try:
+            wave = load_audio(path, self.cfg.sample_rate)
+        except AudioError as e:
+            return Analysis(Prediction(str(path), error=e.problem))
+        shared = not exact and supports_shared(self.module.net)
+        cells = encode_file(self.module, wave, self.cfg) if shared and wave.numel() >= self.cfg.win_length else None
+        if cells is not None and wave.numel() > LONG_FILE_S * self.cfg.sample_rate:
+            probs = whole_file_probs(self.module, cells)
+            pred = Prediction(str(path), self.class_names[int(np.argmax(probs))],
+                              {c: float(p) for c, p in zip(self.class_names, probs)},
+                              round(wave.numel() / self.cfg.sample_rate, 4), [FLAG_POOLED])
+            if float(wave.abs().max()) < SILENCE_PEAK:
+                pred.flags.append(FLAG_SILENT)
+            a = Analysis(pred)
+        else:
+            a = self.analyse_wave(wave, str(path))
+        if a.prediction.error is None:
+            a.prediction.timeline = timeline(self.module, wave, self.cfg, self.class_names, window_s, hop_s,
+                                             SILENCE_PEAK, cells)
+        return a
+
     def figure(self, a: Analysis):
         p = a.prediction
         seconds = a.spec.shape[-1] * self.cfg.hop_ms / 1000
@@ -159,10 +192,14 @@ def _figure_path(folder: Path, path: str, used: set[str]) -> Path:
 
 
 def run(ckpt: str | Path, inputs: list[str | Path], out: str | Path | None = None,
-        figures: str | Path | None = None, device: str = "cpu", stream=None) -> list[Prediction]:
-    """Predict every file of `inputs`; print the table and summary to `stream` (stdout)."""
+        figures: str | Path | None = None, device: str = "cpu", stream=None,
+        timeline_args: dict | None = None) -> list[Prediction]:
+    """Predict every file of `inputs`; print the table and summary to `stream` (stdout).
+    `timeline_args` ({window_s, hop_s, exact}): add each file's timeline."""
     stream = stream or sys.stdout
     predictor = Predictor(ckpt, device)
+    if timeline_args is not None and not timeline_args.get("exact") and not supports_shared(predictor.module.net):
+        print("timeline: this model has no attention head; each window is run alone", file=stream)
     files = collect_files(inputs)
     fig_dir = Path(figures) if figures else None
     if fig_dir:
@@ -175,12 +212,20 @@ def run(ckpt: str | Path, inputs: list[str | Path], out: str | Path | None = Non
         sink = open(out, "w")
     try:
         for f in files:
-            a = predictor.analyse_file(f)
+            if timeline_args is None:
+                a = predictor.analyse_file(f)
+            else:
+                a = predictor.analyse_timeline(f, **timeline_args)
             preds.append(a.prediction)
             if sink:
-                sink.write(json.dumps(asdict(a.prediction)) + "\n")
+                row = asdict(a.prediction)
+                if row["timeline"] is None:
+                    del row["timeline"]
+                sink.write(json.dumps(row) + "\n")
                 sink.flush()
-            if fig_dir and a.spec is not None and predictor.grid is not None:
+            if fig_dir and a.prediction.timeline and a.prediction.error is None:
+                save_timeline_figures(predictor, f, a.prediction, _figure_path(fig_dir, str(f), used))
+            elif fig_dir and a.spec is not None and predictor.grid is not None:
                 fig = predictor.figure(a)
                 fig.savefig(_figure_path(fig_dir, str(f), used), dpi=100)
     finally:
@@ -188,6 +233,9 @@ def run(ckpt: str | Path, inputs: list[str | Path], out: str | Path | None = Non
             sink.close()
     failed = sum(p.error is not None for p in preds)
     print(format_table(preds, predictor.class_names), file=stream)
+    for p in preds:
+        if p.timeline:
+            print(f"{_short(p.path, 48)}: {summarise(p.timeline)}", file=stream)
     print(f"\n{len(preds)} files, {len(preds) - failed} predicted, {failed} failed", file=stream)
     if out:
         print(f"predictions: {out}", file=stream)
@@ -205,11 +253,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None, help="write the predictions here as JSON lines")
     p.add_argument("--figures", default=None, help="write each file's spectrogram + attention figure into this folder")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, …")
+    p.add_argument("--timeline", action="store_true", help="emotion over time too: a label per sliding window")
+    p.add_argument("--window", type=float, default=3.0, help="timeline window, seconds (default 3.0)")
+    p.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds (default 1.0; starts snap to 0.32 s)")
+    p.add_argument("--exact_windows", action="store_true",
+                   help="run each window alone (exact, ~window/hop times slower) instead of one shared encoding")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
     a = p.parse_args(argv)
+    if a.timeline and not 0 < a.hop <= a.window:
+        p.error(f"--hop must be > 0 and <= --window (got --window {a.window:g} --hop {a.hop:g})")
     try:
-        preds = run(a.ckpt, a.inputs, a.out, a.figures, a.device)
-    except FileNotFoundError as e:
+        timeline_args = dict(window_s=a.window, hop_s=a.hop, exact=a.exact_windows) if a.timeline else None
+        preds = run(a.ckpt, a.inputs, a.out, a.figures, a.device, timeline_args=timeline_args)
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     if not preds:
         sys.exit(f"error: no audio files found in {' '.join(a.inputs)} (extensions: {' '.join(sorted(AUDIO_EXTENSIONS))})")

@@ -1,0 +1,190 @@
+"""Emotion over time in a long recording: class probabilities per sliding window.
+
+Two ways to score the windows (shared encoding is the default of `predict --timeline`):
+
+* shared encoding: the encoder runs once over the file, in chunks of `chunk_cells` output
+  cells with a margin of cells on both sides, so memory stays bounded and every kept cell
+  equals the cell of a whole-file encoding; each window then only runs the attention pooling
+  over the encoder cells it holds. Window starts are snapped to the encoder's cell grid
+  (AlexNet: 32 frames = 0.32 s), so window cell k is the file's cell start/32 + k.
+  A window's answer differs from the answer for that window cut out and run alone only in
+  its border cells: run alone they see zero padding, here they see the neighbouring audio
+  (a real context the lone window does not have). The difference is measured in
+  tests/test_timeline.py and stated in the README.
+* exact (`predict --exact_windows`): each window is cut out and run alone, windows batched; identical
+  to running the window alone by construction (the encoder masks padding). It is the only
+  way for a model without an encoder + attention head (the segment baselines), and costs
+  window / hop times more encoder work.
+
+A window whose waveform peak is below `silence_peak` gets the label "silent" and no
+probabilities. Memory: the wave, one chunk's spectrogram and encoder activations, and the
+encoder cells of the file (256 x F' floats per 0.32 s: about 60 MB per hour).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.features import SpectrogramConfig, log_spectrogram
+from .figures import encoder_grid
+
+SILENT = "silent"
+
+
+@dataclass(frozen=True)
+class Window:
+    first: int  # first frame
+    stop: int  # one past the last frame
+
+
+def supports_shared(net: nn.Module) -> bool:
+    """Shared encoding needs an `encoder` and an attention `head` (FCNAttention does)."""
+    return hasattr(net, "encoder") and hasattr(net, "head")
+
+
+def receptive_field(encoder: nn.Module) -> int:
+    """Time-axis receptive field (frames) of one encoder output cell."""
+    rf, jump = 1, 1
+    for m in encoder.modules():
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k = m.kernel_size[-1] if isinstance(m.kernel_size, tuple) else m.kernel_size
+            s = m.stride[-1] if isinstance(m.stride, tuple) else m.stride
+            rf += (k - 1) * jump
+            jump *= s
+    return rf
+
+
+def windows(n_frames: int, window: int, hop: int, snap: int = 1) -> list[Window]:
+    """Windows of `window` frames every `hop` frames, starts rounded to multiples of `snap`,
+    the last one cut at the end of the file (shorter) so every frame is covered."""
+    if hop <= 0 or hop > window or window < snap:
+        raise ValueError(f"need 0 < hop <= window and window >= {snap} frames (one encoder cell), "
+                         f"got window {window} frames, hop {hop} frames")
+    out, k = [], 0
+    while True:
+        first = int(round(k * hop / snap)) * snap
+        if out:  # no gap after the previous window, and always forward
+            first = max(min(first, out[-1].stop // snap * snap), out[-1].first + snap)
+        out.append(Window(first, min(first + window, n_frames)))
+        if out[-1].stop >= n_frames:
+            return out
+        k += 1
+
+
+def _spectrogram(wave: torch.Tensor, first: int, stop: int, cfg: SpectrogramConfig) -> torch.Tensor:
+    """Frames first..stop-1 of the file's log spectrogram, from the samples they cover only."""
+    return log_spectrogram(wave[first * cfg.hop_length: (stop - 1) * cfg.hop_length + cfg.win_length], cfg)
+
+
+@torch.inference_mode()
+def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells: int = 256) -> torch.Tensor:
+    """Encoder cells (C, F', T') of the whole file, computed chunk by chunk (see module doc)."""
+    enc = module.net.encoder
+    jump = int(encoder_grid(enc).jump_t)
+    margin = math.ceil(receptive_field(enc) / jump) + 1  # cells whose input reaches past a chunk
+    n_frames = cfg.n_frames(wave.numel())
+    total = int(enc.output_lengths(torch.tensor([n_frames]))[0])
+    out = None  # filled chunk by chunk (no list + cat: half the peak)
+    for a in range(0, total, chunk_cells):
+        b = min(a + chunk_cells, total)
+        first = max(0, a - margin) * jump
+        stop = min(n_frames, (b + margin) * jump + receptive_field(enc))
+        x = _spectrogram(wave, first, stop, cfg).to(module.device)[None, None]
+        n = torch.tensor([x.shape[-1]], device=module.device)
+        feats, _ = enc(module.normalize(x, n), n)
+        if out is None:
+            out = feats.new_empty(feats.shape[1], feats.shape[2], total, device="cpu")
+        out[..., a:b] = feats[0, :, :, a - first // jump: b - first // jump].cpu()
+    return out
+
+
+@torch.inference_mode()
+def _pool_windows(module, cells: torch.Tensor, wins: list[Window], jump: int, batch: int = 256) -> torch.Tensor:
+    """Attention pooling + classifier of each window over its cells of the shared encoding."""
+    enc, out = module.net.encoder, []
+    counts = enc.output_lengths(torch.tensor([w.stop - w.first for w in wins]))
+    for i in range(0, len(wins), batch):
+        idx = range(i, min(i + batch, len(wins)))
+        width = int(max(counts[j] for j in idx))
+        x = cells.new_zeros(len(idx), cells.shape[0], cells.shape[1], width)
+        for row, j in enumerate(idx):
+            k0 = wins[j].first // jump
+            part = cells[:, :, k0: k0 + int(counts[j])]
+            x[row, :, :, : part.shape[-1]] = part
+        lengths = torch.tensor([min(int(counts[j]), cells.shape[-1] - wins[j].first // jump) for j in idx])
+        logits, _ = module.net.head(x.to(module.device), lengths.to(module.device))
+        out.append(logits.float().softmax(-1).cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def _run_windows(module, wave: torch.Tensor, wins: list[Window], cfg: SpectrogramConfig, width: int,
+                 batch: int = 32) -> torch.Tensor:
+    """Each window cut out and run alone (batched with lengths: the same answer), zero-padded
+    to `width` frames: the fixed 3 s input the segment baselines are trained on (the FCN masks
+    the padding, so it changes nothing there)."""
+    out = []
+    for i in range(0, len(wins), batch):
+        group = wins[i: i + batch]
+        specs = [_spectrogram(wave, w.first, w.stop, cfg) for w in group]
+        x = torch.zeros(len(specs), 1, specs[0].shape[0], max(width, *(s.shape[-1] for s in specs)))
+        for row, s in enumerate(specs):
+            x[row, 0, :, : s.shape[-1]] = s
+        lengths = torch.tensor([s.shape[-1] for s in specs])
+        logits, _ = module(x.to(module.device), lengths.to(module.device))
+        out.append(logits.float().softmax(-1).cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def whole_file_probs(module, cells: torch.Tensor) -> np.ndarray:
+    """The whole-file answer from the shared encoding: attention pooling over all its cells
+    (the same as one forward pass over the file, without its memory)."""
+    logits, _ = module.net.head(cells[None].to(module.device), torch.tensor([cells.shape[-1]], device=module.device))
+    return logits.float().softmax(-1)[0].cpu().numpy()
+
+
+def timeline(module, wave: torch.Tensor, cfg: SpectrogramConfig, class_names: list[str], window_s: float = 3.0,
+             hop_s: float = 1.0, silence_peak: float = 0.0, cells: torch.Tensor | None = None) -> list[dict]:
+    """[{start, end (s), label, probabilities {class: p} or None}] of `wave` (1-D, cfg's rate).
+
+    With `cells` (the file's `encode_file`) windows are pooled from them (shared encoding);
+    without, each window is run alone (exact)."""
+    n_frames = cfg.n_frames(wave.numel())
+    jump = int(encoder_grid(module.net.encoder).jump_t) if cells is not None else 1
+    frames_per_s = 1000 / cfg.hop_ms
+    width = round(window_s * frames_per_s)
+    wins = windows(n_frames, width, round(hop_s * frames_per_s), snap=jump)
+    if cells is not None:
+        probs = _pool_windows(module, cells, wins, jump)
+    else:
+        probs = _run_windows(module, wave, wins, cfg, width)
+    out = []
+    for w, p in zip(wins, probs.numpy()):
+        start = w.first * cfg.hop_length
+        stop = min(wave.numel(), (w.stop - 1) * cfg.hop_length + cfg.win_length)
+        seg = {"start": round(start / cfg.sample_rate, 3), "end": round(stop / cfg.sample_rate, 3)}
+        if float(wave[start:stop].abs().max()) < silence_peak:
+            seg.update(label=SILENT, probabilities=None)
+        else:
+            seg.update(label=class_names[int(np.argmax(p))],
+                       probabilities={c: round(float(q), 6) for c, q in zip(class_names, p)})
+        out.append(seg)
+    return out
+
+
+def summarise(segments: list[dict], limit: int = 8) -> str:
+    """Runs of one label as 'start-end label', the first `limit` of them."""
+    runs: list[list] = []
+    for s in segments:
+        if runs and runs[-1][2] == s["label"] and s["start"] <= runs[-1][1]:
+            runs[-1][1] = s["end"]
+        else:
+            runs.append([s["start"], s["end"], s["label"]])
+    text = ", ".join(f"{a:.1f}-{b:.1f}s {lab}" for a, b, lab in runs[:limit])
+    return text + (f", … ({len(runs) - limit} more runs)" if len(runs) > limit else "")
