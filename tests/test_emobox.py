@@ -178,3 +178,18 @@ def test_common_protocol_is_a_named_file_and_the_table_states_it():
     assert "exc left out" in tables.protocol_line("paper", None)
     with pytest.raises(SystemExit, match="not found"):
         tables.protocol_path("nonesuch", EXPERIMENTS)
+
+
+def test_an_edited_fold_file_is_read_again_not_taken_from_the_cached_manifest(box, tmp_path):
+    d = copy_box(box, tmp_path)
+    kw = dict(emobox=str(d), audio_root=str(box[1]), fold=5, progress=False)
+    first = SERDataModule(**kw)
+    first.setup()
+    path = emobox.fold_file(d, 5, "test")
+    rs = records(path)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rs[1:]))
+    again = SERDataModule(**kw)
+    again.setup()
+    ids = set(again.datasets["test"].utterance_ids)
+    assert len(ids) == len(first.datasets["test"].utterance_ids) - 1 and rs[0]["key"] not in ids
+    assert len(again.rows) == len(first.rows) - 1

@@ -179,7 +179,8 @@ class SERDataModule(L.LightningDataModule):
         source = Path(hp.emobox or hp.root).resolve() if hp.emobox or hp.root else self._demo_root()
         key = f"{source}|{self.classes}|{hp.merge_exc}|{hp.include_scripted}"
         if hp.emobox:
-            key += f"|{Path(hp.audio_root).resolve()}|fold{hp.fold}"
+            files = sorted(Path(hp.emobox).glob(f"fold_{hp.fold}/*.jsonl"))  # an edited fold file: a new manifest
+            key += f"|{Path(hp.audio_root).resolve()}|fold{hp.fold}|" + ",".join(f"{f.name}:{f.stat().st_mtime_ns}" for f in files)
         return self.cache_root / "manifests" / f"{source.name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}.csv"
 
     def _build_manifest(self) -> Path:
