@@ -193,3 +193,21 @@ def test_an_edited_fold_file_is_read_again_not_taken_from_the_cached_manifest(bo
     ids = set(again.datasets["test"].utterance_ids)
     assert len(ids) == len(first.datasets["test"].utterance_ids) - 1 and rs[0]["key"] not in ids
     assert len(again.rows) == len(first.rows) - 1
+
+
+def test_table2_common_runs_each_row_with_the_protocol_file_and_writes_its_own_table(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_cv(configs, out, folds, overrides, **kw):
+        calls.append((configs, Path(out), folds, kw.get("emobox")))
+        return crossval.aggregate(tmp_path / "none", [f"fold{k}" for k in range(1, 6)], name=Path(out).name)
+
+    monkeypatch.setattr(tables, "run_crossval", fake_cv)
+    with pytest.raises(SystemExit, match="incomplete"):  # no fold was trained by the fake
+        tables.main(2, ["--protocol", "common", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
+                        "--experiments", str(EXPERIMENTS)])
+    assert [Path(c[0][1]).name for c in calls] == ["common.yaml", "common.yaml"]  # after the experiment, before the profile
+    assert all(c[1].parent.name == "quick-demo-common" and c[2] == 5 for c in calls)
+    md = (tmp_path / "res" / "table2-common.md").read_text()
+    assert not (tmp_path / "res" / "table2.md").exists()  # the paper-protocol table is not overwritten
+    assert "Protocol of the 'here' columns: **common**" in md and md.count(QUOTED) == len(COMMON_PROTOCOL) + 1

@@ -359,7 +359,8 @@ def main(number: int, argv: list[str] | None = None) -> None:
     md = render_table(number, ordered, name, profile_file, a.folds, command,
                       protocol_line(Path(a.protocol).stem, protocol_file, a.emobox), references)
     a.results.mkdir(parents=True, exist_ok=True)
-    out = a.results / f"table{number}.md"
+    variant = ("" if protocol_file is None else f"-{Path(a.protocol).stem}") + (f"-{corpus}" if a.emobox else "")
+    out = a.results / f"table{number}{variant}.md"  # the paper-protocol table keeps its name
     out.write_text(md)
     print("\n" + md + f"\nwrote {out} ({(time.monotonic() - start) / 60:.1f} min)", flush=True)
     incomplete = [o.row.experiment for o in outcomes.values() if o.agg is not None and not o.agg["complete"]]
