@@ -93,16 +93,17 @@ def test_unknown_speakers_get_a_seeded_random_fifth(box, tmp_path):
     ("{not json", "malformed JSON line"),
     ('{"key": "demo-x", "wav": "a.wav", "emo": "fru"}', "unknown emotion 'fru'"),
     ('{"key": "demo-x", "emo": "neu"}', "missing field(s) wav"),
+    (None, "key "),  # None: the file's first line again (then "… already on line 1")
 ])
 def test_a_bad_line_is_an_error_naming_file_and_line(box, tmp_path, bad, message):
     d = copy_box(box, tmp_path)
     path = emobox.fold_file(d, 3, "train")
     lines = path.read_text().splitlines()
-    lines.insert(6, bad)
+    lines.insert(6, bad if bad is not None else lines[0])
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(emobox.EmoBoxError) as e:
         emobox.read_emobox_fold(d, 3, box[1], progress=False)
-    assert f"{path}:7: {message}" in str(e.value)
+    assert f"{path}:7: {message}" in str(e.value) and (bad is not None or "already on line 1" in str(e.value))
 
 
 def test_a_missing_wav_is_skipped_and_counted_and_classes_can_be_narrowed(box, tmp_path):
@@ -120,6 +121,11 @@ def test_a_missing_wav_is_skipped_and_counted_and_classes_can_be_narrowed(box, t
     dropped = Counter(r.label for r in full if r.label not in ("Neutral", "Sad"))
     assert summary.excluded_class == dropped
     assert len(rows) == sum(r.label in ("Neutral", "Sad") for r in full) - 1
+
+
+def test_classes_outside_the_label_map_are_refused(box):
+    with pytest.raises(emobox.EmoBoxError, match=r"\['neu'\] are not among its class names"):
+        emobox.read_emobox_fold(box[0], 1, box[1], classes=["neu", "Sad"], progress=False)
 
 
 def test_datamodule_needs_audio_root_and_takes_classes_from_the_label_map(box):

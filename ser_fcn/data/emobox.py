@@ -85,7 +85,7 @@ def fold_file(emobox_dir: str | Path, fold: int, part: str) -> Path:
 
 def read_records(path: Path, label_map: dict[str, str]) -> list[dict]:
     """The records of one jsonl fold file, checked; errors name file:line."""
-    out = []
+    out, seen = [], {}
     for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -98,6 +98,9 @@ def read_records(path: Path, label_map: dict[str, str]) -> list[dict]:
             raise EmoBoxError(f"{path}:{no}: missing field(s) {', '.join(missing)}")
         if r["emo"] not in label_map:
             raise EmoBoxError(f"{path}:{no}: unknown emotion {r['emo']!r} (label_map.json has {', '.join(label_map)})")
+        if r["key"] in seen:
+            raise EmoBoxError(f"{path}:{no}: key {r['key']!r} already on line {seen[r['key']]}")
+        seen[r["key"]] = no
         out.append(r)
     return out
 
@@ -129,6 +132,10 @@ def read_emobox_fold(emobox_dir: str | Path, fold: int, audio_root: str | Path, 
     """Manifest rows of every utterance in `fold`'s files, labelled with label-map class names."""
     label_map = read_label_map(emobox_dir)
     classes = classes or label_map_classes(emobox_dir)
+    unknown = [c for c in classes if c not in label_map.values()]
+    if unknown:
+        raise EmoBoxError(f"{Path(emobox_dir) / LABEL_MAP}: data.classes {unknown} are not among its class names "
+                          f"{label_map_classes(emobox_dir)}")
     keys = fold_keys(emobox_dir, fold)  # checks every line first
     both = set(keys["train"]) & set(keys["test"])
     if both:
