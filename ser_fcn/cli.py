@@ -78,7 +78,8 @@ class SERCLI(LightningCLI):
 
     def _config_name(self) -> str:
         files = self.config[self.subcommand].get("config") or []
-        files = [f for f in files if Path(str(f)).parent.name != "profiles"] or files  # a profile is not the experiment
+        # a profile or a protocol is not the experiment
+        files = [f for f in files if Path(str(f)).parent.name not in ("profiles", "protocols")] or files
         return Path(str(files[-1])).stem if files else "default"
 
     def before_instantiate_classes(self) -> None:

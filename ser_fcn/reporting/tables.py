@@ -307,6 +307,19 @@ def protocol_path(protocol: str, experiments: Path) -> Path | None:
     return path
 
 
+def setup_from_args(a: argparse.Namespace, name: str, profile_file: Path, overrides: list[str]) -> tuple[Setup, str]:
+    """The Setup of a table run and its corpus tag (demo, iemocap, emobox-<corpus>): the
+    protocol's file, the fold count (EmoBox: its fold_k folders) and the runs folder."""
+    protocol_file = protocol_path(a.protocol, a.experiments)
+    if a.emobox and a.iemocap:
+        sys.exit("error: give --iemocap or --emobox, not both")
+    folds = a.folds or (len(emobox_folds(a.emobox)) if a.emobox else 5)
+    corpus = f"emobox-{Path(a.emobox).resolve().name}" if a.emobox else "iemocap" if a.iemocap else "demo"
+    runs = a.runs / (f"{name}-{corpus}" + ("" if protocol_file is None else f"-{Path(a.protocol).stem}"))
+    return Setup(name, profile_file, a.experiments, runs, folds, a.iemocap, a.weights_dir, overrides, a.verbose,
+                 protocol_file, a.emobox, a.audio_root), corpus
+
+
 def main(number: int, argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog=f"python -m ser_fcn table{number}",
@@ -335,15 +348,8 @@ def main(number: int, argv: list[str] | None = None) -> None:
     if a.weights_dir is not None and not a.weights_dir.is_dir():
         sys.exit(f"error: --weights-dir {a.weights_dir}: no such folder")
     name = profile_file.stem
-    protocol_file = protocol_path(a.protocol, a.experiments)
-    if a.emobox and a.iemocap:
-        sys.exit("error: give --iemocap or --emobox, not both")
-    folds = a.folds or (len(emobox_folds(a.emobox)) if a.emobox else 5)
-    corpus = f"emobox-{Path(a.emobox).resolve().name}" if a.emobox else "iemocap" if a.iemocap else "demo"
-    runs = a.runs / (f"{name}-{corpus}" + ("" if protocol_file is None else f"-{Path(a.protocol).stem}"))
-    s = Setup(name, profile_file, a.experiments, runs, folds, a.iemocap, a.weights_dir, overrides, a.verbose,
-              protocol_file, a.emobox, a.audio_root)
-    a.folds = folds
+    s, corpus = setup_from_args(a, name, profile_file, overrides)
+    protocol_file, a.folds = s.protocol_file, s.folds
     start = time.monotonic()
     rows = TABLE1 if number == 1 else TABLE2[:1]
     outcomes = {r.system: run_row(r, s) for r in rows}
