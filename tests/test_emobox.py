@@ -131,6 +131,8 @@ def test_classes_outside_the_label_map_are_refused(box):
 def test_datamodule_needs_audio_root_and_takes_classes_from_the_label_map(box):
     with pytest.raises(ValueError, match="data.audio_root"):
         SERDataModule(emobox=str(box[0]))
+    with pytest.raises(ValueError, match="do not apply to data.emobox"):
+        SERDataModule(emobox=str(box[0]), audio_root=str(box[1]), merge_exc=True)
     dm = SERDataModule(emobox=str(box[0]), audio_root=str(box[1]))
     assert dm.classes == ["Neutral", "Happy", "Angry", "Sad"] and dm.corpus_name == "EmoBox demo"
     assert SERDataModule(emobox=str(box[0]), audio_root=str(box[1]), classes=["Sad", "Happy"]).classes == ["Sad", "Happy"]

@@ -139,6 +139,9 @@ class SERDataModule(L.LightningDataModule):
         if emobox and (root or manifest or not audio_root):
             raise ValueError("data.emobox needs data.audio_root (the folder its wav paths are relative to) "
                              "and neither data.root nor data.manifest")
+        if emobox and (merge_exc or include_scripted):  # would be ignored: the fold files fix the subset
+            raise ValueError("data.merge_exc / data.include_scripted do not apply to data.emobox: its fold files and "
+                             "label_map.json fix the utterances and labels (IEMOCAP's merge exc into Happy)")
         self.save_hyperparameters()
         self.classes = list(classes) if classes else label_map_classes(emobox) if emobox else list(PAPER_CLASSES)
         self.spec = SpectrogramConfig(win_ms=win_ms, hop_ms=hop_ms, n_fft=n_fft, n_bins=n_bins)
