@@ -146,6 +146,8 @@ def test_fold_list_follows_the_emobox_fold_count(box):
     assert crossval.emobox_overrides(str(box[0]), "a") == ["--data.emobox", str(box[0]), "--data.audio_root", "a"]
     with pytest.raises(SystemExit, match="--audio-root"):
         crossval.emobox_overrides(str(box[0]), None)
+    with pytest.raises(SystemExit, match="no label_map.json"):
+        crossval.emobox_folds(str(box[1]))  # the audio folder, not the metadata one
 
 
 def test_emobox_demo_command_writes_a_folder_fit_can_use(tmp_path, capsys):

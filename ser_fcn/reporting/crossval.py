@@ -12,6 +12,9 @@ others (last.ckpt …, 1.6 GB each for VGG16 with Adam state) are deleted unless
 crashed attempt stays readable). `<out>/aggregate.json` holds the mean and std of WA and
 UA over folds and the summed confusion matrix.
 
+With `--emobox DIR --audio-root DIR` the folds are EmoBox's (`DIR/fold_<k>/`, one per folder;
+no speaker swap) instead of IEMOCAP's sessions.
+
 `<out>/cv.json` records the setup (config files and their contents, overrides); a rerun
 with another setup in the same folder is refused rather than mixing folds of two setups.
 """
@@ -76,9 +79,12 @@ def fold_list(folds: int = 5, only: Sequence[int] | None = None, n_sessions: int
 
 def emobox_folds(emobox: str) -> list[int]:
     """EmoBox's fold numbers of a corpus folder (fold_1..fold_n), checked to run 1..n."""
-    from ..data.emobox import fold_numbers
+    from ..data.emobox import EmoBoxError, fold_numbers
 
-    ks = fold_numbers(emobox)
+    try:
+        ks = fold_numbers(emobox)
+    except EmoBoxError as e:
+        raise SystemExit(f"error: --emobox {e}") from None
     if ks != list(range(1, len(ks) + 1)):
         raise SystemExit(f"error: {emobox}: fold folders {ks} do not run 1..{len(ks)}")
     return ks
