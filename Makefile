@@ -8,8 +8,13 @@ export PYTHONUNBUFFERED := 1
 PROFILE ?= quick
 IEMOCAP ?=
 WEIGHTS_DIR ?=
-FOLDS ?= 5
-TABLE_ARGS = --profile $(PROFILE) --folds $(FOLDS) $(if $(IEMOCAP),--iemocap $(IEMOCAP)) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR))
+# PROTOCOL=common: all sessions, exc as hap (experiments/protocols/common.yaml) with published
+# reference rows; EMOBOX=<EmoBox data/<corpus> folder> AUDIO_ROOT=<its audio folder>: EmoBox's folds
+FOLDS ?= $(if $(EMOBOX),,5)
+PROTOCOL ?= paper
+EMOBOX ?=
+AUDIO_ROOT ?=
+TABLE_ARGS = --profile $(PROFILE) --protocol $(PROTOCOL) $(if $(FOLDS),--folds $(FOLDS)) $(if $(IEMOCAP),--iemocap $(IEMOCAP)) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(EMOBOX),--emobox $(EMOBOX) --audio-root $(AUDIO_ROOT))
 
 .PHONY: install demo test test-slow test-all bench table1 table2 figure4 clean
 

@@ -2,7 +2,7 @@
 
 Training commands (`fit`, `validate`, `test`) go through LightningCLI, with
 `ser_fcn/configs/base.yaml` as the default config that experiment files override.
-Corpus commands (`manifest`, `demo-data`) and the checkpoint users (`predict`, `figure4`;
+Corpus commands (`manifest`, `demo-data`, `emobox-demo`) and the checkpoint users (`predict`, `figure4`;
 ser_fcn/reporting/) are plain argparse.
 """
 
@@ -78,7 +78,8 @@ class SERCLI(LightningCLI):
 
     def _config_name(self) -> str:
         files = self.config[self.subcommand].get("config") or []
-        files = [f for f in files if Path(str(f)).parent.name != "profiles"] or files  # a profile is not the experiment
+        # a profile or a protocol is not the experiment
+        files = [f for f in files if Path(str(f)).parent.name not in ("profiles", "protocols")] or files
         return Path(str(files[-1])).stem if files else "default"
 
     def before_instantiate_classes(self) -> None:
@@ -183,6 +184,22 @@ def _cmd_demo_data(argv: list[str]) -> None:
     print(f"demo corpus: {corpus.root} ({len(corpus.utterances)} labelled utterances)")
 
 
+def _cmd_emobox_demo(argv: list[str]) -> None:
+    from .data.demo_corpus import generate_demo_corpus
+    from .data.emobox import export_iemocap_tree
+
+    p = argparse.ArgumentParser(prog="python -m ser_fcn emobox-demo",
+                                description="write the demo corpus and its EmoBox-format folder (one fold per session)")
+    p.add_argument("--out", required=True, help="folder: <out>/IEMOCAP_full_release (audio) and <out>/emobox/demo (metadata)")
+    p.add_argument("--utterances_per_speaker", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    s = generate_demo_corpus(a.out, utterances_per_speaker=a.utterances_per_speaker, seed=a.seed)
+    folder, audio_root = export_iemocap_tree(s.root, Path(a.out) / "emobox")
+    print(f"EmoBox folder: {folder}\ntrain on fold 1: python -m ser_fcn fit --config experiments/fcn_attn.yaml "
+          f"--data.emobox {folder} --data.audio_root {audio_root} --data.fold 1")
+
+
 def _cmd_predict(argv: list[str]) -> None:
     from .reporting.predict import main as predict_main
 
@@ -222,8 +239,8 @@ def _cmd_table(number: int):
     return run
 
 
-COMMANDS = {"manifest": _cmd_manifest, "demo-data": _cmd_demo_data, "predict": _cmd_predict, "figure4": _cmd_figure4,
-            "export": _cmd_export, "evaluate": _cmd_evaluate,
+COMMANDS = {"manifest": _cmd_manifest, "demo-data": _cmd_demo_data, "emobox-demo": _cmd_emobox_demo,
+            "predict": _cmd_predict, "figure4": _cmd_figure4, "export": _cmd_export, "evaluate": _cmd_evaluate,
             "cv": _cmd_cv, "table1": _cmd_table(1), "table2": _cmd_table(2)}
 
 

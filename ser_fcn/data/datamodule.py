@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .collate import pad_collate, segment_collate
 from .demo_corpus import UTTERANCES_PER_SPEAKER, generate_demo_corpus
+from .emobox import emobox_split, fold_keys, label_map_classes, read_emobox_fold
 from .features import FeatureCache, SpectrogramConfig
 from .folds import FoldSplit, make_fold
 from .iemocap import PAPER_CLASSES, read_iemocap
@@ -83,7 +84,12 @@ class SERDataModule(L.LightningDataModule):
         root: an `IEMOCAP_full_release` folder. Give this or `manifest`, not both.
         manifest: a CSV manifest (see `ser_fcn.data.manifest.COLUMNS`) of any corpus.
             With neither, the synthetic demo corpus is built (once) and used.
-        fold: 1..number of sessions (5 for IEMOCAP); the session held out.
+        emobox: one corpus's folder of EmoBox's metadata (`label_map.json`, `fold_<k>/`): train
+            and test on EmoBox's fold `fold`, validation carved from its training part
+            (ser_fcn/data/emobox.py). Needs `audio_root`. Classes default to its label map's.
+        audio_root: the folder that the EmoBox `wav` paths are relative to.
+        fold: 1..number of sessions (5 for IEMOCAP); the session held out. With `emobox`:
+            EmoBox's `fold_<fold>`.
         swap_speakers: exchange the held-out session's validation and test speakers.
         classes: the label set, in the order of the model's outputs.
         merge_exc: IEMOCAP only: count `exc` as `hap`.
@@ -103,6 +109,8 @@ class SERDataModule(L.LightningDataModule):
         self,
         root: str | None = None,
         manifest: str | None = None,
+        emobox: str | None = None,
+        audio_root: str | None = None,
         fold: int = 1,
         swap_speakers: bool = False,
         classes: list[str] | None = None,
@@ -127,8 +135,14 @@ class SERDataModule(L.LightningDataModule):
         super().__init__()
         if root and manifest:
             raise ValueError("give data.root (an IEMOCAP tree) or data.manifest (a CSV), not both")
+        if emobox and (root or manifest or not audio_root):
+            raise ValueError("data.emobox needs data.audio_root (the folder its wav paths are relative to) "
+                             "and neither data.root nor data.manifest")
+        if emobox and (merge_exc or include_scripted):  # would be ignored: the fold files fix the subset
+            raise ValueError("data.merge_exc / data.include_scripted do not apply to data.emobox: its fold files and "
+                             "label_map.json fix the utterances and labels (IEMOCAP's merge exc into Happy)")
         self.save_hyperparameters()
-        self.classes = list(classes) if classes else list(PAPER_CLASSES)
+        self.classes = list(classes) if classes else label_map_classes(emobox) if emobox else list(PAPER_CLASSES)
         self.spec = SpectrogramConfig.from_hparams(self.hparams)
         self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache = FeatureCache(self.cache_root / "features", self.spec, cache_dtype)
@@ -150,6 +164,8 @@ class SERDataModule(L.LightningDataModule):
     @property
     def corpus_name(self) -> str:
         hp = self.hparams
+        if hp.emobox:
+            return f"EmoBox {Path(hp.emobox).resolve().name}"
         return "manifest" if hp.manifest else "IEMOCAP" if hp.root else "demo (synthetic)"
 
     # --- corpus -> manifest ---------------------------------------------------------
@@ -162,8 +178,11 @@ class SERDataModule(L.LightningDataModule):
         hp = self.hparams
         if hp.manifest:
             return Path(hp.manifest)
-        source = Path(hp.root).resolve() if hp.root else self._demo_root()
+        source = Path(hp.emobox or hp.root).resolve() if hp.emobox or hp.root else self._demo_root()
         key = f"{source}|{self.classes}|{hp.merge_exc}|{hp.include_scripted}"
+        if hp.emobox:
+            files = sorted(Path(hp.emobox).glob(f"fold_{hp.fold}/*.jsonl"))  # an edited fold file: a new manifest
+            key += f"|{Path(hp.audio_root).resolve()}|fold{hp.fold}|" + ",".join(f"{f.name}:{f.stat().st_mtime_ns}" for f in files)
         return self.cache_root / "manifests" / f"{source.name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}.csv"
 
     def _build_manifest(self) -> Path:
@@ -172,6 +191,9 @@ class SERDataModule(L.LightningDataModule):
             if not Path(hp.manifest).is_file():
                 raise ManifestError(f"data.manifest {hp.manifest}: file not found")
             return Path(hp.manifest)
+        if hp.emobox:
+            rows, summary = read_emobox_fold(hp.emobox, hp.fold, hp.audio_root, self.classes, progress=hp.progress)
+            return self._write_rows(rows, summary, hp.emobox)
         if hp.root:
             root = Path(hp.root)
             if not root.exists():
@@ -188,7 +210,10 @@ class SERDataModule(L.LightningDataModule):
             )
             root = generate_demo_corpus(root, utterances_per_speaker=hp.demo_utterances_per_speaker, progress=hp.progress).root
         rows, summary = read_iemocap(root, self.classes, hp.merge_exc, hp.include_scripted, progress=hp.progress)
-        log.info("IEMOCAP reader: %s", summary.report())
+        return self._write_rows(rows, summary, root)
+
+    def _write_rows(self, rows: list[Utterance], summary, root) -> Path:
+        log.info("%s reader: %s", "EmoBox" if self.hparams.emobox else "IEMOCAP", summary.report())
         if summary.bad_audio:
             log.warning("%d wav files were skipped; see the list above", len(summary.bad_audio))
         if not rows:
@@ -226,7 +251,10 @@ class SERDataModule(L.LightningDataModule):
             keep = [i for i, n in enumerate(frames) if n is not None]
             rows, frames = [rows[i] for i in keep], [frames[i] for i in keep]
         self.rows = rows
-        self.split = split = make_fold(rows, hp.fold, hp.swap_speakers)
+        if hp.emobox:
+            self.split = split = emobox_split(rows, fold_keys(hp.emobox, hp.fold), hp.fold, hp.seed)
+        else:
+            self.split = split = make_fold(rows, hp.fold, hp.swap_speakers)
         log.info("%s", split.describe())
         seg = hp.segment_frames if hp.segmented else None
         for name in ("train", "val", "test"):

@@ -12,6 +12,9 @@ others (last.ckpt …, 1.6 GB each for VGG16 with Adam state) are deleted unless
 crashed attempt stays readable). `<out>/aggregate.json` holds the mean and std of WA and
 UA over folds and the summed confusion matrix.
 
+With `--emobox DIR --audio-root DIR` the folds are EmoBox's (`DIR/fold_<k>/`, one per folder;
+no speaker swap) instead of IEMOCAP's sessions.
+
 `<out>/cv.json` records the setup (config files and their contents, overrides); a rerun
 with another setup in the same folder is refused rather than mixing folds of two setups.
 """
@@ -59,17 +62,42 @@ class Fold:
         return f"fold{self.fold}" + ("-swap" if self.swap else "")
 
 
-def fold_list(folds: int = 5, only: Sequence[int] | None = None) -> list[Fold]:
-    """`folds` 5: one per session; 10: also each with validation and test speakers swapped."""
-    if folds not in (N_SESSIONS, 2 * N_SESSIONS):
-        raise ValueError(f"--folds {folds}: use {N_SESSIONS} (one per session) or {2 * N_SESSIONS} (with the speaker swap)")
-    out = [Fold(k, s) for s in ((False, True) if folds == 2 * N_SESSIONS else (False,)) for k in range(1, N_SESSIONS + 1)]
+def fold_list(folds: int = 5, only: Sequence[int] | None = None, n_sessions: int = N_SESSIONS,
+              swap: bool = True) -> list[Fold]:
+    """`folds` = `n_sessions`: one per session (EmoBox: per fold_k folder); 2 x: also each with
+    validation and test speakers swapped (`swap`: IEMOCAP-style session folds only)."""
+    if folds not in (n_sessions, 2 * n_sessions) or (folds != n_sessions and not swap):
+        allowed = f"{n_sessions} (one per session)" + (f" or {2 * n_sessions} (with the speaker swap)" if swap else "")
+        raise ValueError(f"--folds {folds}: use {allowed}")
+    out = [Fold(k, s) for s in ((False, True) if folds == 2 * n_sessions else (False,)) for k in range(1, n_sessions + 1)]
     if only:
-        bad = sorted(set(only) - set(range(1, N_SESSIONS + 1)))
+        bad = sorted(set(only) - set(range(1, n_sessions + 1)))
         if bad:
-            raise ValueError(f"--only {bad}: folds are 1..{N_SESSIONS}")
+            raise ValueError(f"--only {bad}: folds are 1..{n_sessions}")
         out = [f for f in out if f.fold in set(only)]
     return out
+
+
+def emobox_folds(emobox: str) -> list[int]:
+    """EmoBox's fold numbers of a corpus folder (fold_1..fold_n), checked to run 1..n."""
+    from ..data.emobox import EmoBoxError, fold_numbers
+
+    try:
+        ks = fold_numbers(emobox)
+    except EmoBoxError as e:
+        raise SystemExit(f"error: --emobox {e}") from None
+    if ks != list(range(1, len(ks) + 1)):
+        raise SystemExit(f"error: {emobox}: fold folders {ks} do not run 1..{len(ks)}")
+    return ks
+
+
+def emobox_overrides(emobox: str | None, audio_root: str | None) -> list[str]:
+    """The `fit` arguments that select an EmoBox corpus (none without one)."""
+    if not emobox:
+        return []
+    if not audio_root:
+        raise SystemExit("error: --emobox needs --audio-root (the folder its wav paths are relative to)")
+    return ["--data.emobox", str(emobox), "--data.audio_root", str(audio_root)]
 
 
 # --- one fold in a subprocess -----------------------------------------------------------
@@ -183,25 +211,29 @@ def run_crossval(
     launch: Callable[[list[str], Path], int] | None = None,
     name: str | None = None,
     keep_checkpoints: bool = False,
+    emobox: str | None = None,
 ) -> dict:
     """Train every fold not yet done, then write and return `<out>/aggregate.json`.
 
     `launch(cmd, log_path) -> exit code` runs one fold (default: `launch_fold`, a subprocess).
     A failed fold does not stop the others; the aggregate then says which folds are missing.
+    `emobox`: an EmoBox corpus folder (its `--data.emobox` is among `overrides`): one fold per
+    `fold_<k>` folder.
     """
     bad = [o for o in overrides if o.split("=", 1)[0] in RESERVED]
     if bad:
         raise SystemExit(f"error: {bad[0]} is set by the cross-validation runner, not by an override")
     out = Path(out)
     name = name or Path(str(configs[0])).stem
-    plan = fold_list(folds, only)
+    n_sessions = len(emobox_folds(emobox)) if emobox else N_SESSIONS
+    plan = fold_list(folds, only, n_sessions, swap=not emobox)
     _check_setup(out, setup_record(configs, overrides))
     (out / "logs").mkdir(exist_ok=True)
     launch = launch or (lambda cmd, log: launch_fold(cmd, log, echo))
     print(f"cv {name}: {len(plan)} folds in {out}", flush=True)
     with _sigterm_stops_the_fold():
         failed = _train_folds(plan, out, configs, overrides, launch, keep_checkpoints)
-    agg = aggregate(out, [f.name for f in fold_list(folds)], name=name)
+    agg = aggregate(out, [f.name for f in fold_list(folds, None, n_sessions, swap=not emobox)], name=name)
     atomic.write_json(out / AGGREGATE, agg)
     print(summary_line(agg), flush=True)
     if failed:
@@ -297,7 +329,7 @@ def _resolved(run_dir: Path) -> dict:
     trainer, data, model = cfg.get("trainer") or {}, cfg.get("data") or {}, cfg.get("model") or {}
     net, opt = model.get("net") or {}, model.get("optimizer") or {}
     keep_trainer = ("max_epochs", "max_time", "limit_train_batches", "limit_val_batches", "precision", "accelerator")
-    keep_data = ("root", "manifest", "classes", "merge_exc", "include_scripted", "segmented",
+    keep_data = ("root", "manifest", "emobox", "audio_root", "classes", "merge_exc", "include_scripted", "segmented",
                  "max_frames_per_batch", "demo_utterances_per_speaker")
     return {
         "net": {"class_path": net.get("class_path"), **(net.get("init_args") or {})},
@@ -383,14 +415,19 @@ def main(argv: list[str] | None = None) -> None:
         "Arguments it does not know (e.g. --trainer.max_epochs 5) are passed to every fold's `fit`.",
     )
     p.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable, later ones win)")
-    p.add_argument("--folds", type=int, default=5, help="5 (one per session) or 10 (also with the speaker swap)")
+    p.add_argument("--folds", type=int, help="5 (one per session, the default) or 10 (also with the speaker swap); "
+                   "with --emobox: its number of fold_k folders")
+    p.add_argument("--emobox", help="an EmoBox corpus folder (label_map.json, fold_k/): train on its folds")
+    p.add_argument("--audio-root", help="with --emobox: the folder its wav paths are relative to")
     p.add_argument("--only", type=int, nargs="+", help="train only these fold numbers (the aggregate lists the rest as missing)")
     p.add_argument("--out", help="folder of the folds and aggregate.json (default runs/cv/<first config name>)")
     p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every checkpoint of a finished fold, not only the tested one")
     args, overrides = p.parse_known_args(argv)
     out = args.out or str(Path("runs") / "cv" / Path(args.config[0]).stem)
-    agg = run_crossval(args.config, out, args.folds, overrides, only=args.only, echo=args.verbose,
-                       keep_checkpoints=args.keep_checkpoints)
+    overrides = emobox_overrides(args.emobox, args.audio_root) + overrides
+    folds = args.folds or (len(emobox_folds(args.emobox)) if args.emobox else N_SESSIONS)
+    agg = run_crossval(args.config, out, folds, overrides, only=args.only, echo=args.verbose,
+                       keep_checkpoints=args.keep_checkpoints, emobox=args.emobox)
     if not agg["complete"] and not args.only:
         sys.exit(1)

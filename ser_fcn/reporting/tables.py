@@ -1,7 +1,11 @@
 """The paper's Tables I and II next to this package's cross-validated figures.
 
     python -m ser_fcn table1 [--profile quick|full|FILE] [--iemocap DIR] [--weights-dir DIR] [--folds 5|10]
+                             [--protocol paper|common|FILE] [--emobox DIR --audio-root DIR]
     python -m ser_fcn table2 [same options]
+
+`--protocol common` adds experiments/protocols/common.yaml after each experiment file (all
+sessions, exc as hap) and, in Table II, published rows under that protocol (references.py).
 
 Every row with an experiment file runs through the cross-validation runner (resumable: a
 fold that has its results.json is not trained again) in
@@ -25,7 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from .crossval import AGGREGATE, run_crossval
+from ..utils import atomic
+from .crossval import AGGREGATE, emobox_folds, emobox_overrides, run_crossval
+from .references import COMMON_PROTOCOL, render_references
 
 PAPER = "Zhang et al. 2018"
 
@@ -55,6 +61,7 @@ TITLES = {
     2: "Table II: FCN + attention against the other systems",
 }
 OFFLINE = "not run: ImageNet weights unavailable (offline)"
+PAPER_PROTOCOL = "paper"  # base.yaml as is: IEMOCAP improvised, neu/hap/sad/ang, exc left out, 5 folds
 
 
 @dataclass
@@ -122,14 +129,18 @@ class Setup:
     weights_dir: Path | None = None
     overrides: list[str] = field(default_factory=list)
     verbose: bool = False
+    protocol_file: Path | None = None  # experiments/protocols/<name>.yaml; None: the paper's
+    emobox: str | None = None
+    audio_root: str | None = None
 
 
 def run_row(row: Row, s: Setup) -> Outcome:
     if row.experiment is None:
         return Outcome(row, note="not reproduced here")
     exp_file = s.experiments / f"{row.experiment}.yaml"
-    configs = [exp_file, s.profile_file]
-    overrides = list(s.overrides) + (["--data.root", s.iemocap] if s.iemocap else [])
+    configs = [exp_file, *([s.protocol_file] if s.protocol_file else []), s.profile_file]
+    overrides = (list(s.overrides) + (["--data.root", s.iemocap] if s.iemocap else [])
+                 + emobox_overrides(s.emobox, s.audio_root))
     net = net_init_args(configs)
     init = describe_init(net)
     if net.get("weights") == "imagenet":
@@ -141,7 +152,7 @@ def run_row(row: Row, s: Setup) -> Outcome:
         if weights != "imagenet":
             overrides += ["--model.net.init_args.weights", weights]
     agg = run_crossval([str(c) for c in configs], s.runs / row.experiment, s.folds, overrides,
-                       echo=s.verbose, name=row.experiment)
+                       echo=s.verbose, name=row.experiment, emobox=s.emobox)
     return Outcome(row, agg=agg, init=init)
 
 
@@ -207,7 +218,9 @@ def _corpus_lines(aggs: list[dict]) -> list[str]:
     corpora = sorted({c for a in aggs for c in a.get("corpus") or []})
     if not aggs:
         return ["- Corpus: none (no row was run)."]
-    if data.get("root"):
+    if data.get("emobox"):
+        corpus = f"EmoBox's fold files `{data['emobox']}` (audio under `{data.get('audio_root')}`)"
+    elif data.get("root"):
         corpus = f"IEMOCAP (`{data['root']}`)"
     elif data.get("manifest"):
         corpus = f"the manifest `{data['manifest']}`"
@@ -217,18 +230,33 @@ def _corpus_lines(aggs: list[dict]) -> list[str]:
     n_test = {a["experiment"]: sum(f.get("n_utterances") or 0 for f in a["folds"]) for a in aggs}
     classes = data.get("classes") or (aggs[0].get("classes") or [])
     merge = sorted({m for a in aggs for m in a.get("merge_exc") or []})
+    if data.get("emobox"):
+        labels = f"as the fold files list them, through EmoBox's label map; classes {', '.join(classes)}."
+    else:
+        subset = "improvised and scripted" if data.get("include_scripted") else "improvised dialogs only"
+        exc = " (exc counted as hap)" if True in merge else " (exc left out)"
+        labels = f"{subset}; classes {', '.join(classes)}; merge_exc {', '.join(str(m).lower() for m in merge)}{exc}."
     return [
         f"- Corpus: {corpus} (results.json says: {', '.join(corpora)}); "
         f"{max(n_test.values())} test utterances over the folds.",
-        f"- Labels: {'improvised and scripted' if data.get('include_scripted') else 'improvised dialogs only'}; "
-        f"classes {', '.join(classes)}; merge_exc {', '.join(str(m).lower() for m in merge)}"
-        f"{' (exc counted as hap)' if True in merge else ' (exc left out)'}.",
+        f"- Labels: {labels}",
     ]
 
 
+def protocol_line(protocol: str, protocol_file: Path | None, emobox: str | None = None) -> str:
+    """Which protocol made the 'here' columns (the 'paper' columns are always the paper's)."""
+    if emobox:
+        return f"- Protocol of the 'here' columns: EmoBox's own folds of `{emobox}` (its label map; one fold per fold_k folder)."
+    if protocol_file is None:
+        return "- Protocol of the 'here' columns: the paper's (IEMOCAP improvised, neu/hap/sad/ang, exc left out, 5 folds)."
+    return f"- Protocol of the 'here' columns: {describe_profile(protocol, protocol_file)}"
+
+
 def render_table(number: int, outcomes: list[Outcome], profile: str, profile_file: Path | None,
-                 folds: int = 5, command: str = "") -> str:
-    """Markdown: the paper's rows and figures, this package's mean ± std, and what produced them."""
+                 folds: int = 5, command: str = "", protocol: str | None = None, references: list | None = None) -> str:
+    """Markdown: the paper's rows and figures, this package's mean ± std, and what produced them.
+    `protocol`: a line saying which protocol made the 'here' columns (`protocol_line`);
+    `references`: published rows under that protocol (references.py), quoted beneath."""
     lines = [f"# {TITLES[number]}", "",
              "| System | WA paper | WA here | UA paper | UA here |", "|---|---|---|---|---|"]
     for o in outcomes:
@@ -249,6 +277,7 @@ def render_table(number: int, outcomes: list[Outcome], profile: str, profile_fil
         f"- Here: utterance-level WA / UA in %, mean ± sample std (n − 1) over {folds} speaker-independent folds "
         "(one held-out session each: one actor validation, the other test)"
         + ("; a segmented model's utterance score is the mean of its 3 s segments' posteriors." if number == 1 else "."),
+        *([protocol] if protocol else []),
         *_corpus_lines(aggs),
         "- Initialisation here: " + "; ".join(f"{o.row.system}: {o.init or 'not run'}" for o in outcomes if o.row.experiment)
         + ". ImageNet weights used by: " + (", ".join(o.row.system for o in outcomes if o.agg and o.init and o.init.startswith("ImageNet")) or "no row") + ".",
@@ -264,10 +293,36 @@ def render_table(number: int, outcomes: list[Outcome], profile: str, profile_fil
     if command:
         lines.append(f"- Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M')}; per-fold results in the "
                      "run folders' results.json, aggregates in aggregate.json.")
+    if references:
+        lines += render_references(references)
     return "\n".join(lines) + "\n"
 
 
 # --- command line ---------------------------------------------------------------------------
+
+
+def protocol_path(protocol: str, experiments: Path) -> Path | None:
+    """None for the paper's protocol (base.yaml as is), else the protocol's YAML file."""
+    if protocol == PAPER_PROTOCOL:
+        return None
+    as_file = Path(protocol)
+    path = as_file if as_file.suffix in (".yaml", ".yml") else experiments / "protocols" / f"{protocol}.yaml"
+    if not path.is_file():
+        sys.exit(f"error: protocol {protocol!r}: {path} not found")
+    return path
+
+
+def setup_from_args(a: argparse.Namespace, name: str, profile_file: Path, overrides: list[str]) -> tuple[Setup, str]:
+    """The Setup of a table run and its corpus tag (demo, iemocap, emobox-<corpus>): the
+    protocol's file, the fold count (EmoBox: its fold_k folders) and the runs folder."""
+    protocol_file = protocol_path(a.protocol, a.experiments)
+    if a.emobox and a.iemocap:
+        sys.exit("error: give --iemocap or --emobox, not both")
+    folds = a.folds or (len(emobox_folds(a.emobox)) if a.emobox else 5)
+    corpus = f"emobox-{Path(a.emobox).resolve().name}" if a.emobox else "iemocap" if a.iemocap else "demo"
+    runs = a.runs / (f"{name}-{corpus}" + ("" if protocol_file is None else f"-{Path(a.protocol).stem}"))
+    return Setup(name, profile_file, a.experiments, runs, folds, a.iemocap, a.weights_dir, overrides, a.verbose,
+                 protocol_file, a.emobox, a.audio_root), corpus
 
 
 def main(number: int, argv: list[str] | None = None) -> None:
@@ -280,7 +335,12 @@ def main(number: int, argv: list[str] | None = None) -> None:
     p.add_argument("--profile", default="quick", help="quick | full | a profile YAML (default quick)")
     p.add_argument("--iemocap", help="IEMOCAP_full_release folder (default: the synthetic demo corpus)")
     p.add_argument("--weights-dir", type=Path, help="folder holding alexnet.pth / vgg16.pth (torchvision ImageNet state dicts)")
-    p.add_argument("--folds", type=int, default=5, help="5, or 10 with the speaker swap")
+    p.add_argument("--folds", type=int, help="5 (default), or 10 with the speaker swap; with --emobox: its number of folds")
+    p.add_argument("--protocol", default=PAPER_PROTOCOL,
+                   help="paper (default: improvised, exc left out) | common (experiments/protocols/common.yaml: "
+                   "all sessions, exc as hap; adds published reference rows to Table II) | a protocol YAML")
+    p.add_argument("--emobox", help="an EmoBox corpus folder (label_map.json, fold_k/): its folds instead of IEMOCAP's sessions")
+    p.add_argument("--audio-root", help="with --emobox: the folder its wav paths are relative to")
     p.add_argument("--experiments", type=Path, default=Path("experiments"))
     p.add_argument("--runs", type=Path, default=Path("runs") / "tables", help="where the folds are trained")
     p.add_argument("--results", type=Path, default=Path("results"), help="where table<N>.md is written")
@@ -293,8 +353,8 @@ def main(number: int, argv: list[str] | None = None) -> None:
     if a.weights_dir is not None and not a.weights_dir.is_dir():
         sys.exit(f"error: --weights-dir {a.weights_dir}: no such folder")
     name = profile_file.stem
-    s = Setup(name, profile_file, a.experiments, a.runs / f"{name}-{'iemocap' if a.iemocap else 'demo'}",
-              a.folds, a.iemocap, a.weights_dir, overrides, a.verbose)
+    s, corpus = setup_from_args(a, name, profile_file, overrides)
+    protocol_file, a.folds = s.protocol_file, s.folds
     start = time.monotonic()
     rows = TABLE1 if number == 1 else TABLE2[:1]
     outcomes = {r.system: run_row(r, s) for r in rows}
@@ -305,10 +365,14 @@ def main(number: int, argv: list[str] | None = None) -> None:
     else:
         ordered = list(outcomes.values())
     command = " ".join(["python -m ser_fcn", f"table{number}", *(argv if argv is not None else sys.argv[2:])])
-    md = render_table(number, ordered, name, profile_file, a.folds, command)
+    common = protocol_file is not None and protocol_file.stem == "common"
+    references = COMMON_PROTOCOL if number == 2 and (common or corpus == "emobox-iemocap") else None
+    md = render_table(number, ordered, name, profile_file, a.folds, command,
+                      protocol_line(Path(a.protocol).stem, protocol_file, a.emobox), references)
     a.results.mkdir(parents=True, exist_ok=True)
-    out = a.results / f"table{number}.md"
-    out.write_text(md)
+    variant = ("" if protocol_file is None else f"-{Path(a.protocol).stem}") + (f"-{corpus}" if a.emobox else "")
+    out = a.results / f"table{number}{variant}.md"  # the paper-protocol table keeps its name
+    atomic.write_text(out, md)
     print("\n" + md + f"\nwrote {out} ({(time.monotonic() - start) / 60:.1f} min)", flush=True)
     incomplete = [o.row.experiment for o in outcomes.values() if o.agg is not None and not o.agg["complete"]]
     if incomplete:

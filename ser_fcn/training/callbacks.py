@@ -31,6 +31,8 @@ class ResultsWriter(L.Callback):
             "val_speaker": split.val_speaker if split else None,
             "test_speaker": split.test_speaker if split else None,
             "merge_exc": bool(dm.hparams.get("merge_exc", False)) if dm is not None else None,
+            "include_scripted": bool(dm.hparams.get("include_scripted", False)) if dm is not None else None,
+            "emobox": dm.hparams.get("emobox") if dm is not None else None,  # val_speaker then says how validation was carved
             "ckpt_path": str(trainer.ckpt_path) if trainer.ckpt_path else None,
             **results,
         }
