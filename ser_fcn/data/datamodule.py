@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .collate import pad_collate, segment_collate
+from .segments import segment_spans
 from .demo_corpus import generate_demo_corpus
 from .features import FeatureCache, SpectrogramConfig
 from .folds import FoldSplit, make_fold
@@ -47,15 +48,23 @@ class SpectrogramDataset(Dataset):
     ):
         self.cache, self.rows, self.indices = cache, rows, indices
         self.class_index = {c: i for i, c in enumerate(classes)}
+        self.segment_frames = segment_frames
         self.items: list[tuple[int, int, int, int]] = []  # (position in split, row, start, stop)
         for pos, (row, n) in enumerate(zip(indices, frames)):
-            step = segment_frames or n
-            for start in range(0, n, step):
-                self.items.append((pos, row, start, min(start + step, n)))
+            spans = segment_spans(n, segment_frames) if segment_frames else [(0, n)]
+            for start, stop in spans:
+                self.items.append((pos, row, start, stop))
 
     @property
     def lengths(self) -> list[int]:
         return [stop - start for _, _, start, stop in self.items]
+
+    @property
+    def padded_lengths(self) -> list[int]:
+        """What each item costs in a batch: segment_collate pads every segment to segment_frames."""
+        if self.segment_frames:
+            return [self.segment_frames] * len(self.items)
+        return self.lengths
 
     @property
     def utterance_ids(self) -> list[str]:
@@ -273,7 +282,7 @@ class SERDataModule(L.LightningDataModule):
             # cut into batches of one or two.
             cap, buckets = 2 * cap, max(1, min(buckets, len(ds) // 16))
         sampler = BucketBatchSampler(
-            ds.lengths,
+            ds.padded_lengths,
             max_frames_per_batch=cap,
             num_buckets=buckets,
             shuffle=shuffle,
