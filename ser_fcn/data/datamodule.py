@@ -244,7 +244,8 @@ class SERDataModule(L.LightningDataModule):
             if not idx:
                 raise ValueError(f"{split.describe()}: the {name} split is empty")
             self.datasets[name] = SpectrogramDataset(self.cache, rows, idx, [frames[i] for i in idx], self.classes, seg)
-        counts = Counter(rows[i].label for i in split.train)
+        # Class weights follow what the loss sees: segments in segmented mode, else utterances.
+        counts = Counter(rows[row].label for _, row, _, _ in self.datasets["train"].items)
         self.class_counts = [counts[c] for c in self.classes]
         self.feature_mean, self.feature_std = self._train_statistics()
         log.info("train class counts: %s", dict(zip(self.classes, self.class_counts)))
