@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from .collate import pad_collate, segment_collate
 from .demo_corpus import UTTERANCES_PER_SPEAKER, generate_demo_corpus
 from .emobox import emobox_split, fold_keys, label_map_classes, read_emobox_fold
+from .segments import segment_spans
 from .features import FeatureCache, SpectrogramConfig
 from .folds import FoldSplit, make_fold
 from .iemocap import PAPER_CLASSES, read_iemocap
@@ -48,15 +49,23 @@ class SpectrogramDataset(Dataset):
     ):
         self.cache, self.rows, self.indices = cache, rows, indices
         self.class_index = {c: i for i, c in enumerate(classes)}
+        self.segment_frames = segment_frames
         self.items: list[tuple[int, int, int, int]] = []  # (position in split, row, start, stop)
         for pos, (row, n) in enumerate(zip(indices, frames)):
-            step = segment_frames or n
-            for start in range(0, n, step):
-                self.items.append((pos, row, start, min(start + step, n)))
+            spans = segment_spans(n, segment_frames) if segment_frames else [(0, n)]
+            for start, stop in spans:
+                self.items.append((pos, row, start, stop))
 
     @property
     def lengths(self) -> list[int]:
         return [stop - start for _, _, start, stop in self.items]
+
+    @property
+    def padded_lengths(self) -> list[int]:
+        """What each item costs in a batch: segment_collate pads every segment to segment_frames."""
+        if self.segment_frames:
+            return [self.segment_frames] * len(self.items)
+        return self.lengths
 
     @property
     def utterance_ids(self) -> list[str]:
@@ -262,7 +271,8 @@ class SERDataModule(L.LightningDataModule):
             if not idx:
                 raise ValueError(f"{split.describe()}: the {name} split is empty")
             self.datasets[name] = SpectrogramDataset(self.cache, rows, idx, [frames[i] for i in idx], self.classes, seg)
-        counts = Counter(rows[i].label for i in split.train)
+        # Class weights follow what the loss sees: segments in segmented mode, else utterances.
+        counts = Counter(rows[row].label for _, row, _, _ in self.datasets["train"].items)
         self.class_counts = [counts[c] for c in self.classes]
         self.feature_mean, self.feature_std = self._train_statistics()
         log.info("train class counts: %s", dict(zip(self.classes, self.class_counts)))
@@ -291,7 +301,11 @@ class SERDataModule(L.LightningDataModule):
         return 1, 0
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        ds = self.datasets[name]
+        return self.loader(self.datasets[name], name, shuffle)
+
+    def loader(self, ds: SpectrogramDataset, name: str = "eval", shuffle: bool = False) -> DataLoader:
+        """Bucketed batches of `ds` with this run's caps and collate (also for datasets built
+        outside setup, e.g. by `evaluate`)."""
         replicas, rank = self._world()
         cap, buckets = self.hparams.max_frames_per_batch, self.hparams.num_buckets
         if name != "train":
@@ -300,7 +314,7 @@ class SERDataModule(L.LightningDataModule):
             # cut into batches of one or two.
             cap, buckets = 2 * cap, max(1, min(buckets, len(ds) // 16))
         sampler = BucketBatchSampler(
-            ds.lengths,
+            ds.padded_lengths,
             max_frames_per_batch=cap,
             num_buckets=buckets,
             shuffle=shuffle,

@@ -17,18 +17,14 @@ import argparse
 import sys
 from collections import Counter, defaultdict
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
-from torch.utils.data import DataLoader
 
-from ..data.collate import pad_collate, segment_collate
 from ..data.datamodule import SpectrogramDataset
 from ..data.iemocap import CODES, read_iemocap
 from ..data.manifest import ManifestError, Utterance, read_manifest
-from ..data.sampler import BucketBatchSampler
 from ..training.checkpoint import datamodule_from_hparams, load_checkpoint
 from ..utils import atomic
 from .figures import posteriors
@@ -70,15 +66,6 @@ def load_rows(manifest: str | None, root: str | None, include_scripted: bool = F
     return rows
 
 
-def _loader(ds: SpectrogramDataset, dm_hp: dict) -> DataLoader:
-    cap = 2 * int(dm_hp.get("max_frames_per_batch", 8000))  # eval batches, as the data module's
-    sampler = BucketBatchSampler(ds.lengths, max_frames_per_batch=cap, num_buckets=max(1, min(40, len(ds) // 16)),
-                                 shuffle=False, num_replicas=1, rank=0)
-    segmented = bool(dm_hp.get("segmented"))
-    collate = partial(segment_collate, width=int(dm_hp.get("segment_frames", 300))) if segmented else pad_collate
-    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
-
-
 def evaluate(ckpt: str | Path, rows: list[Utterance], label_map: dict[str, str] | None = None,
              device: str = "cpu", progress: bool = True) -> dict:
     module, _, dm_hp = load_checkpoint(ckpt, device)
@@ -93,7 +80,7 @@ def evaluate(ckpt: str | Path, rows: list[Utterance], label_map: dict[str, str] 
     keep = [i for i, n in enumerate(frames) if n is not None]
     seg = int(dm_hp.get("segment_frames", 300)) if dm_hp.get("segmented") else None
     ds = SpectrogramDataset(dm.cache, rows, keep, [frames[i] for i in keep], classes, seg)
-    post = posteriors(module, _loader(ds, dm_hp))
+    post = posteriors(module, dm.loader(ds))
     scored = [rows[keep[u]] for u in sorted(post)]
     y_true = np.array([post[u][1] for u in sorted(post)])
     y_pred = np.array([int(np.argmax(post[u][0])) for u in sorted(post)])

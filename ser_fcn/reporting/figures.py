@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.attention import AttentionHead
 from ..data.features import SpectrogramConfig
 from ..training.checkpoint import DEMO_CKPT_GLOB, datamodule_from_hparams, load_checkpoint, newest_checkpoint
 from ..training.metrics import average_posteriors
@@ -207,6 +208,8 @@ def pick_examples(post: dict[int, tuple[np.ndarray, int]], n_classes: int) -> li
 
 def make_figure4(ckpt: str | Path, out: str | Path = DEFAULT_OUT) -> Path:
     module, cfg, dm_hp = load_checkpoint(ckpt)
+    if not isinstance(getattr(module.net, "head", None), AttentionHead):
+        raise ValueError(f"{ckpt}: {type(module.net).__name__} has no attention, so figure 4 cannot be drawn")
     dm = datamodule_from_hparams(dm_hp)
     dm.prepare_data()
     dm.setup("test")
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         ckpt = Path(a.ckpt) if a.ckpt else newest_checkpoint()
         out = make_figure4(ckpt, a.out)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(f"wrote {out} (checkpoint {ckpt})")
 
