@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sklearn.metrics import balanced_accuracy_score
 
 from ser_fcn.cli import run_cli
 from ser_fcn.models import FCNAttention
@@ -36,8 +37,10 @@ def test_fit_writes_checkpoint_results_config_and_an_offline_wandb_run(fitted):
     cm = torch.tensor(results["confusion_matrix"])
     assert cm.shape == (4, 4) and cm.sum() == results["n_utterances"] == len(cli.datamodule.split.test)
     assert results["wa"] == pytest.approx(float(cm.diag().sum() / cm.sum()), abs=1e-6)
-    recalls = cm.diag().double() / cm.sum(1).clamp_min(1)
-    assert results["ua"] == pytest.approx(float(recalls.mean()), abs=1e-6)
+    y_true = [t for t in range(4) for p in range(4) for _ in range(int(cm[t, p]))]
+    y_pred = [p for t in range(4) for p in range(4) for _ in range(int(cm[t, p]))]
+    assert results["ua"] == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-6)
+    assert set(results["recall_per_class"]) == {c for i, c in enumerate(results["classes"]) if cm[i].sum()}
     assert Path(results["ckpt_path"]).is_file() and Path(results["ckpt_path"]).parent == run_dir / "checkpoints"
     assert (run_dir / "config.yaml").is_file()
     offline = list((run_dir / "wandb").glob("offline-run-*"))

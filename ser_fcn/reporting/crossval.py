@@ -42,6 +42,7 @@ import yaml
 
 from ..configs import BASE_CONFIG
 from ..utils import atomic
+from ..training.metrics import confusion_scores
 from ..utils.machine import cpu_model
 
 RESULTS = "results.json"
@@ -310,14 +311,6 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     if n < 2:
         return mean, None
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def confusion_scores(cm: Sequence[Sequence[int]]) -> tuple[float, float]:
-    """WA (accuracy) and UA (mean recall over the classes that occur) of a confusion matrix."""
-    total = sum(map(sum, cm))
-    correct = sum(cm[i][i] for i in range(len(cm)))
-    recalls = [cm[i][i] / sum(row) for i, row in enumerate(cm) if sum(row)]
-    return correct / total if total else float("nan"), sum(recalls) / len(recalls) if recalls else float("nan")
 
 
 def _resolved(run_dir: Path) -> dict:

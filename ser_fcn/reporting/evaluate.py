@@ -26,6 +26,7 @@ from ..data.datamodule import SpectrogramDataset
 from ..data.iemocap import CODES, read_iemocap
 from ..data.manifest import ManifestError, Utterance, read_manifest
 from ..training.checkpoint import datamodule_from_hparams, load_checkpoint
+from ..training.metrics import confusion_scores
 from ..utils import atomic
 from .figures import posteriors
 
@@ -49,7 +50,7 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
     return {
         "n": int(len(y_true)),
         "wa": float(accuracy_score(y_true, y_pred)),
-        "ua": float(np.mean(recalls)),
+        "ua": confusion_scores(confusion_matrix(y_true, y_pred, labels=present))[1],
         "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         "recall_per_class": {classes[c]: float(r) for c, r in zip(present, recalls)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=list(range(len(classes)))).tolist(),

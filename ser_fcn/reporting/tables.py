@@ -274,7 +274,8 @@ def render_table(number: int, outcomes: list[Outcome], profile: str, profile_fil
         "",
         f"- Paper: {PAPER}, Table {'I' if number == 1 else 'II'} (IEMOCAP, improvised, 4 classes, 5 folds)"
         + ("; [9] is Satt et al. 2017, its figures as the paper quotes them." if number == 2 else "."),
-        f"- Here: utterance-level WA / UA in %, mean ± sample std (n − 1) over {folds} speaker-independent folds "
+        f"- Here: utterance-level WA / UA in % (WA: accuracy; UA: mean recall over the classes present in a fold's "
+        f"test labels, sklearn's balanced accuracy), mean ± sample std (n − 1) over {folds} speaker-independent folds "
         "(one held-out session each: one actor validation, the other test)"
         + ("; a segmented model's utterance score is the mean of its 3 s segments' posteriors." if number == 1 else "."),
         *([protocol] if protocol else []),

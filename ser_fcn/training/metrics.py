@@ -1,5 +1,11 @@
 """Utterance-level evaluation: posteriors averaged per utterance, then WA / UA.
 
+WA is accuracy. UA has one definition everywhere (training logs, results.json, the
+cross-validation aggregate, `evaluate`): the mean recall over the classes present in the
+reference labels (sklearn's balanced accuracy). A class that no reference utterance has is
+left out even when it is predicted; torchmetrics' macro accuracy would count it as recall 0,
+so it is not used for UA.
+
 For the FCN every utterance is one row, so the average is the row itself; for the
 segmented baselines an utterance's prediction is the mean of its segments' posteriors
 (the paper, section III-C). The states are torchmetrics "cat" states, so under DDP the
@@ -8,6 +14,8 @@ were scored on different ranks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -25,6 +33,16 @@ def average_posteriors(scores: Tensor, utt_index: Tensor, from_logits: bool = Tr
     sums = probs.new_zeros(len(ids), probs.shape[-1]).index_add_(0, inverse, probs)
     counts = torch.bincount(inverse, minlength=len(ids)).to(probs.dtype)
     return ids, sums / counts[:, None]
+
+
+def confusion_scores(cm: Sequence[Sequence[int]] | Tensor) -> tuple[float, float]:
+    """(WA, UA) of a confusion matrix (rows: reference, columns: predicted); NaN when empty."""
+    rows = cm.tolist() if isinstance(cm, Tensor) else [list(r) for r in cm]
+    total = sum(map(sum, rows))
+    correct = sum(rows[i][i] for i in range(len(rows)))
+    recalls = [rows[i][i] / sum(row) for i, row in enumerate(rows) if sum(row)]
+    wa = correct / total if total else float("nan")
+    return wa, sum(recalls) / len(recalls) if recalls else float("nan")
 
 
 class UtterancePosteriors(Metric):

@@ -17,7 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from ..configs import base_optimizer
 from ..data.collate import lengths_to_mask
 from ..data.features import SpectrogramConfig
-from .metrics import UtterancePosteriors
+from .metrics import UtterancePosteriors, confusion_scores
 
 
 class SERModule(L.LightningModule):
@@ -58,9 +58,7 @@ class SERModule(L.LightningModule):
         self.train_loss = MeanMetric()
         self.pad_frames = MeanMetric()
         self.eval_posteriors = nn.ModuleDict({s: UtterancePosteriors() for s in ("val", "test")})
-        self.wa = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")})
-        self.ua = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="macro") for s in ("val", "test")})
-        self.test_confmat = MulticlassConfusionMatrix(num_classes)
+        self.confmat = nn.ModuleDict({s: MulticlassConfusionMatrix(num_classes) for s in ("val", "test")})
         self.val_ua_best = MaxMetric()
         self.test_results: dict | None = None
         self.history: list[dict] = []  # one entry per finished epoch; kept in checkpoints
@@ -134,16 +132,16 @@ class SERModule(L.LightningModule):
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(batch["y"]))
         return loss
 
-    def _eval_epoch_end(self, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _eval_epoch_end(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log WA / UA of the split's utterance posteriors; (utterance ids, confusion matrix)."""
         utt, probs, target = self.eval_posteriors[split].compute()
         self.eval_posteriors[split].reset()
-        wa = self.wa[split](probs, target)
-        ua = self.ua[split](probs, target)
-        self.wa[split].reset()
-        self.ua[split].reset()
+        confmat = self.confmat[split](probs.argmax(-1), target).cpu()
+        self.confmat[split].reset()
+        wa, ua = confusion_scores(confmat)
         self.log(f"{split}/wa", wa, prog_bar=True)
         self.log(f"{split}/ua", ua, prog_bar=True)
-        return utt, probs, target
+        return utt, confmat
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._eval_step("val", batch)
@@ -172,16 +170,15 @@ class SERModule(L.LightningModule):
         return self._eval_step("test", batch)
 
     def on_test_epoch_end(self) -> None:
-        utt, probs, target = self._eval_epoch_end("test")
-        confmat = self.test_confmat(probs.argmax(-1), target).cpu()
-        self.test_confmat.reset()
-        recalls = confmat.diag().float() / confmat.sum(1).clamp_min(1).float()
+        utt, confmat = self._eval_epoch_end("test")
+        support = confmat.sum(1)
+        recalls = {c: float(confmat[i, i] / support[i]) for i, c in enumerate(self.class_names) if support[i]}
         self.test_results = {
             "wa": float(self.trainer.callback_metrics["test/wa"]),
             "ua": float(self.trainer.callback_metrics["test/ua"]),
             "n_utterances": int(len(utt)),
             "classes": self.class_names,
             "confusion_matrix": confmat.tolist(),
-            "recall_per_class": dict(zip(self.class_names, recalls.tolist())),
+            "recall_per_class": recalls,  # classes present in the test labels (those UA averages)
             "history": self.history,
         }
