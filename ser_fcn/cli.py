@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .configs import BASE_CONFIG
 from .data.datamodule import SERDataModule
+from .models.weights import WeightsError
 from .training.callbacks import ResultsWriter
 from .training.module import SERModule
 
@@ -95,6 +96,9 @@ class SERCLI(LightningCLI):
         self.save_config_kwargs["overwrite"] = bool(self.subcommand == "fit" and cfg.get("ckpt_path"))
         self.run_dir = Path(run_dir)
         cfg.trainer.default_root_dir = run_dir
+        net_args = cfg.model.net.get("init_args") if hasattr(cfg.model.net, "get") else None
+        if self.subcommand in ("test", "validate") and cfg.get("ckpt_path") and net_args and net_args.get("weights"):
+            net_args.weights = None  # the checkpoint holds the trained weights: no ImageNet download
         loggers = cfg.trainer.logger
         for lg in loggers if isinstance(loggers, list) else [loggers]:
             if hasattr(lg, "init_args") and lg.class_path.endswith("WandbLogger"):
@@ -196,7 +200,7 @@ def _cmd_emobox_demo(argv: list[str]) -> None:
     a = p.parse_args(argv)
     s = generate_demo_corpus(a.out, utterances_per_speaker=a.utterances_per_speaker, seed=a.seed)
     folder, audio_root = export_iemocap_tree(s.root, Path(a.out) / "emobox")
-    print(f"EmoBox folder: {folder}\ntrain on fold 1: python -m ser_fcn fit --config experiments/fcn_attn.yaml "
+    print(f"EmoBox folder: {folder}\ntrain on fold 1: python -m ser_fcn fit --config experiments/fcn_attn_random.yaml "
           f"--data.emobox {folder} --data.audio_root {audio_root} --data.fold 1")
 
 
@@ -255,6 +259,8 @@ def run_cli(args: list[str] | None = None) -> SERCLI:
             parser_kwargs={s: {"default_config_files": [str(BASE_CONFIG)]} for s in subcommands},
             args=args,
         )
+    except WeightsError as err:  # offline, a missing or wrong file: one line, before any training
+        raise SystemExit(f"error: {err}") from None
     finally:
         _finish_wandb()
 

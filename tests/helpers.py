@@ -5,7 +5,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def fit_args(root, run_dir, *extra, config="fcn_attn.yaml"):
+def fit_args(root, run_dir, *extra, config="fcn_attn_random.yaml"):
     """CLI words for a small, quiet run of `config` on the corpus at `root`, in `run_dir`."""
     return [
         "--config", str(REPO / "experiments" / config),

@@ -184,7 +184,8 @@ def test_real_fold_in_a_subprocess_then_resume_retrains_only_the_lost_fold(demo_
     argv = ["cv", "--config", str(EXPERIMENTS / "fcn_attn.yaml"), "--folds", "10", "--only", "1", "--out", str(out),
             "--data.root", str(demo_corpus.root), "--data.progress", "false", "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1",
-            "--trainer.limit_train_batches", "2", "--data.max_frames_per_batch", "2500"]
+            "--trainer.limit_train_batches", "2", "--data.max_frames_per_batch", "2500",
+            "--model.net.init_args.weights", "null"]  # fcn_attn.yaml says imagenet: the override must show
     write_results(out / "fold1", 1, CMS[1])  # done by an earlier run: one real fit is enough here
     main(argv)  # `cv` is registered in COMMANDS
     assert launched == ["fold1-swap"]
@@ -193,6 +194,7 @@ def test_real_fold_in_a_subprocess_then_resume_retrains_only_the_lost_fold(demo_
     agg = json.loads((out / "aggregate.json").read_text())
     assert agg["n_folds"] == 2 and agg["missing_folds"] == [f.name for f in fold_list(10) if f.fold != 1]
     assert sum(map(sum, agg["confusion_matrix"])) == sum(map(sum, CMS[1])) + swapped["n_utterances"]
+    assert agg["resolved_config"]["net"]["weights"] is None and tables.resolved_init(agg) == "random"
 
     kept = (out / "fold1" / "results.json").stat().st_mtime_ns
     (out / "fold1-swap" / "results.json").unlink()  # lost: the folder stays, without results
@@ -242,14 +244,16 @@ def test_table2_has_the_papers_rows_the_best_baseline_and_mean_pooling(tmp_path)
     fcn = _agg(tmp_path, "fcn_attn")
     best = tables.best_baseline(tmp_path)
     assert best.row.experiment in ("alexnet_random", "vgg16_random") and best.row.system.startswith("Best baseline")
-    outcomes = [tables.Outcome(tables.TABLE2[0], agg=fcn, init="random"),
-                *(tables.Outcome(r, note="not reproduced here") for r in tables.TABLE2[1:]),
+    outcomes = [tables.Outcome(tables.TABLE2[0], agg=fcn, init="ImageNet (torchvision)"),
+                tables.Outcome(tables.TABLE2[1], agg=fcn, init="random"),
+                *(tables.Outcome(r, note="not reproduced here") for r in tables.TABLE2[2:]),
                 best, tables.Outcome(tables.MEANPOOL, agg=fcn, init="random")]
     md = tables.render_table(2, outcomes, "quick", EXPERIMENTS / "profiles" / "quick.yaml")
     for system, wa, ua in [("Our FCN+Attention", 70.4, 63.9), ("CNN+LSTM Model1 in [9]", 68.8, 59.4),
                            ("CNN+LSTM Model2 in [9]", 67.3, 62.0)]:
         assert any(line.startswith(f"| {system} | {wa} |") and f"| {ua} |" in line for line in md.splitlines())
     assert "mean pooling" in md and "(Table I)" in md and "Satt et al. 2017" in md
+    assert "Our FCN+Attention: ImageNet (torchvision); Our FCN+Attention, random init (not in the paper): random" in md
     assert tables.best_baseline(tmp_path / "nothing").note.startswith("no Table I aggregate")
 
 
@@ -258,7 +262,11 @@ def test_finetune_rows_are_not_run_without_weights(tmp_path, monkeypatch):
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # offline even where there is a network
     ran = []
-    monkeypatch.setattr(tables, "run_crossval", lambda *a, **k: ran.append((a, k)) or {})
+    def fake_crossval(configs, out, folds, overrides, **kwargs):  # what the folds' config.yaml would say
+        ran.append(((configs, out, folds, overrides), kwargs))
+        return {"resolved_config": {"net": {"weights": tables.override_value(overrides, "model.net.init_args.weights")}}}
+
+    monkeypatch.setattr(tables, "run_crossval", fake_crossval)
     s = tables.Setup("quick", EXPERIMENTS / "profiles" / "quick.yaml", EXPERIMENTS, tmp_path / "runs")
     o = tables.run_row(tables.TABLE1[1], s)
     assert o.note == tables.OFFLINE and o.agg is None and ran == []  # never trained from random init
@@ -272,6 +280,29 @@ def test_finetune_rows_are_not_run_without_weights(tmp_path, monkeypatch):
     assert overrides[-2:] == ["--model.net.init_args.weights", str((weights / "vgg16.pth").resolve())]
     assert o.init.startswith("ImageNet") and Path(out).name == "vgg16_finetune"
     assert tables.run_row(tables.TABLE1[1], s).note.startswith(tables.OFFLINE + "; no alexnet.pth")
+
+
+def test_an_init_override_on_the_command_line_runs_the_row_and_the_table_reads_it(tmp_path, monkeypatch, capsys):
+    """Offline, fcn_attn.yaml (ImageNet) with `--model.net.init_args.weights null` trains from
+    random init, and the row's initialisation comes from the resolved config of its runs."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    override = ["--model.net.init_args.weights=null"]
+
+    def fold_config(configs, out, folds, overrides, **kwargs):  # the resolved config a fold would save
+        with pytest.raises(SystemExit):
+            run_cli(["fit", *(w for c in configs for w in ("--config", c)), *overrides, "--print_config"])
+        (Path(out) / "fold1").mkdir(parents=True)
+        (Path(out) / "fold1" / "config.yaml").write_text(capsys.readouterr().out)
+        return {"resolved_config": crossval._resolved(Path(out) / "fold1")}
+
+    monkeypatch.setattr(tables, "run_crossval", fold_config)
+    s = tables.Setup("quick", EXPERIMENTS / "profiles" / "quick.yaml", EXPERIMENTS, tmp_path / "runs", overrides=override)
+    fcn = next(r for r in tables.TABLE2 if r.experiment == "fcn_attn")
+    assert tables.run_row(fcn, s).init == "random"
+    s.overrides = []
+    assert tables.run_row(fcn, s).note == tables.OFFLINE  # as the file says: ImageNet, unavailable here
 
 
 # --- experiment files -------------------------------------------------------------------------

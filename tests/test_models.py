@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ser_fcn.models import AlexNetFCN, AttentionHead, FCNAttention, SegmentClassifier, load_imagenet
-from ser_fcn.models.weights import IMAGENET_WEIGHTS
+from ser_fcn.models.weights import IMAGENET_WEIGHTS, WeightsError
 
 N_BINS = 200  # frequency bins of the paper's spectrogram
 
@@ -292,6 +292,27 @@ def test_vgg16_baseline_loads_from_a_path(tmp_path):
     assert logits.shape == (1, 3)
 
 
+@pytest.mark.parametrize("lrn", [True, False])
+def test_fcn_encoder_and_alexnet_baseline_agree_on_lrn(alexnet_file, lrn):
+    """Same LRN setting, same ImageNet weights: the FCN encoder and the baseline's `features`
+    compute the same thing on a full-length input; lrn=False is torchvision's AlexNet."""
+    path, _ = alexnet_file
+    fcn = FCNAttention(num_classes=4, weights=str(path), lrn=lrn).encoder.eval()
+    base = SegmentClassifier(num_classes=4, weights=str(path), lrn=lrn).eval()
+    has_lrn = [any(isinstance(m, torch.nn.LocalResponseNorm) for m in net.modules()) for net in (fcn, base)]
+    assert has_lrn == [lrn, lrn]
+    x = _batch([300, 300], seed=3)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(fcn(x)[0], base.features(x), rtol=1e-5, atol=1e-5)
+        plain = torchvision.models.alexnet()
+        plain.load_state_dict(torch.load(path))
+        rgb = x.expand(-1, 3, -1, -1)  # conv1 summed over RGB == the spectrogram on 3 channels
+        same = torch.allclose(plain.features(rgb), base.features(x), rtol=1e-4, atol=1e-4)
+    assert same == (not lrn)
+    with pytest.raises(ValueError, match="only the alexnet arch"):
+        SegmentClassifier(num_classes=4, arch="vgg16", lrn=True)
+
+
 def test_missing_weights_file(tmp_path):
     path = tmp_path / "nope.pth"
     with pytest.raises(FileNotFoundError, match="nope.pth"):
@@ -334,7 +355,7 @@ def test_download_failure_says_to_pass_a_path(monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(type(IMAGENET_WEIGHTS["alexnet"]), "get_state_dict", offline)
-    with pytest.raises(RuntimeError, match=r"local \.pth"):
+    with pytest.raises(WeightsError, match=r"alexnet-owt.*no network.*/path/to/alexnet\.pth.*weights null"):
         FCNAttention(num_classes=4, weights="imagenet")
 
 

@@ -32,7 +32,7 @@ def fitted(demo_corpus, tmp_path_factory):
 def test_fit_writes_checkpoint_results_config_and_an_offline_wandb_run(fitted):
     cli, run_dir = fitted
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["fold"] == 1 and results["config"] == "fcn_attn"
+    assert results["fold"] == 1 and results["config"] == "fcn_attn_random"
     assert results["classes"] == ["neu", "hap", "sad", "ang"]
     cm = torch.tensor(results["confusion_matrix"])
     assert cm.shape == (4, 4) and cm.sum() == results["n_utterances"] == len(cli.datamodule.split.test)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["AlexNetFCN", "LocalResponseNorm", "mask_time", "layer_output_length"]
+__all__ = ["LRN_AFTER", "AlexNetFCN", "LocalResponseNorm", "mask_time", "layer_output_length", "relu_lrn"]
 
 
 def _window_sum(v: Tensor, before: int, after: int, scale: float) -> Tensor:
@@ -74,9 +74,17 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         return _LRNFunction.apply(input, self.size, self.alpha, self.beta, self.k)
 
 
-def _relu_lrn() -> nn.Sequential:
-    # LRN as in AlexNet (Krizhevsky et al. 2012): n=5, alpha=1e-4, beta=0.75, k=2. PyTorch,
-    # like Caffe, divides alpha by the window size. The paper puts LRN after the first two convs.
+# Where LRN goes: the ReLUs after conv1 and conv2 in torchvision's AlexNet `features` (the
+# paper's encoder, like Krizhevsky et al. 2012, has LRN after the first two convs). LRN has no
+# parameters, so wrapping these ReLUs keeps every state-dict key of torchvision's.
+LRN_AFTER = (1, 4)
+
+
+def relu_lrn(lrn: bool = True) -> nn.Module:
+    """The activation after conv1 / conv2: ReLU, then LRN when `lrn` (AlexNet's n=5,
+    alpha=1e-4, beta=0.75, k=2; PyTorch, like Caffe, divides alpha by the window size)."""
+    if not lrn:
+        return nn.ReLU(inplace=True)
     return nn.Sequential(nn.ReLU(inplace=True), LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))
 
 
@@ -131,7 +139,8 @@ def _per_time_step(layer: nn.Module) -> bool:
 
 
 class AlexNetFCN(nn.Module):
-    """AlexNet's `features`, 1 input channel, LRN after conv1 and conv2, length-masked (module doc).
+    """AlexNet's `features`, 1 input channel, LRN after conv1 and conv2 (`lrn`, the paper's
+    default; False gives torchvision's AlexNet, which has none), length-masked (module doc).
 
     Module names and parameter keys are torchvision's (`features.0.weight`, `features.3…`,
     `features.6…`, `features.8…`, `features.10…`), so an ImageNet state dict's `features.*`
@@ -149,14 +158,14 @@ class AlexNetFCN(nn.Module):
     imagenet_arch = "alexnet"  # torchvision arch whose ImageNet weights fit `features`
     imagenet_skip = ("classifier.",)  # ImageNet keys this encoder has no place for
 
-    def __init__(self, in_channels: int = 1) -> None:
+    def __init__(self, in_channels: int = 1, lrn: bool = True) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),
-            _relu_lrn(),
+            relu_lrn(lrn),
             nn.MaxPool2d(kernel_size=3, stride=2),
             nn.Conv2d(64, 192, kernel_size=5, padding=2),
-            _relu_lrn(),
+            relu_lrn(lrn),
             nn.MaxPool2d(kernel_size=3, stride=2),
             nn.Conv2d(192, 384, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torchvision
 from torch import Tensor, nn
 
+from ser_fcn.models.alexnet_fcn import LRN_AFTER, relu_lrn
 from ser_fcn.models.weights import load_imagenet, one_channel_conv
 
 __all__ = ["SegmentClassifier"]
@@ -23,19 +24,27 @@ class SegmentClassifier(nn.Module):
     Keeps torchvision's `features` / `avgpool` / `classifier` names, so ImageNet weights load
     with no key surgery: `weights` is None, "imagenet" or a local torchvision `.pth`. conv1 is
     summed over RGB (same as repeating the spectrogram on 3 channels); the last layer
-    (`classifier.6`) keeps its fresh init. As in torchvision, AlexNet here has no LRN.
+    (`classifier.6`) keeps its fresh init. `lrn` (AlexNet only; None: True for AlexNet, as the
+    paper's AlexNet and the FCN encoder, False for VGG16, which has none) puts LRN after conv1
+    and conv2; torchvision's AlexNet itself has none (`lrn: false` is that network exactly).
 
     forward(x (B, 1, F, T), lengths ignored) -> (logits (B, num_classes), None).
     """
 
-    def __init__(self, num_classes: int, arch: str = "alexnet", weights: str | None = None) -> None:
+    def __init__(self, num_classes: int, arch: str = "alexnet", weights: str | None = None,
+                 lrn: bool | None = None) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
+        if lrn and arch != "alexnet":
+            raise ValueError(f"lrn: only the alexnet arch has LRN layers, not {arch!r}")
         # torchvision's own init for every layer, the last one (classifier.6) included
         net = ARCHS[arch](num_classes=num_classes)
         self.features, self.avgpool, self.classifier = net.features, net.avgpool, net.classifier
         self.features[0] = conv1 = one_channel_conv(self.features[0])
+        if arch == "alexnet" and lrn is not False:
+            for i in LRN_AFTER:
+                self.features[i] = relu_lrn()
         if arch == "vgg16":  # re-apply torchvision's VGG init; AlexNet's is PyTorch's default
             nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(conv1.bias)

@@ -20,6 +20,9 @@ class FCNAttention(nn.Module):
 
     `weights`: None (random init), "imagenet" (torchvision download) or the path of a local
     torchvision `.pth`; only the encoder is initialised from it (conv1 summed over RGB).
+    `lrn`: LRN after conv1 and conv2 (the paper's encoder). torchvision's ImageNet AlexNet was
+    trained without LRN, so under LRN its conv2..conv5 weights see rescaled inputs at first;
+    fine-tuning adapts them (`lrn: false` gives the ImageNet network exactly).
 
     forward(x (B, 1, F, T), lengths (B,)) -> (logits (B, num_classes), attention (B, F', T')).
     """
@@ -29,6 +32,7 @@ class FCNAttention(nn.Module):
         num_classes: int,
         encoder: str = "alexnet",
         weights: str | None = None,
+        lrn: bool = True,  # LRN after conv1 and conv2, as in the paper's AlexNet encoder
         lam: float = 0.3,  # lambda of eq. 3, the paper's value
         attn_dim: int = 256,  # the paper does not give it
         dropout: float = 0.5,  # the paper does not give it
@@ -36,7 +40,7 @@ class FCNAttention(nn.Module):
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {encoder!r}; known encoders: {sorted(ENCODERS)}")
-        self.encoder = ENCODERS[encoder]()
+        self.encoder = ENCODERS[encoder](lrn=lrn)
         if weights is not None:
             enc = self.encoder
             load_imagenet(enc, enc.imagenet_arch, weights, skip=enc.imagenet_skip)

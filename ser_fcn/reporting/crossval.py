@@ -41,8 +41,8 @@ from pathlib import Path
 import yaml
 
 from ..configs import BASE_CONFIG
-from ..utils import atomic
 from ..training.metrics import confusion_scores
+from ..utils import atomic
 from ..utils.machine import cpu_model
 
 RESULTS = "results.json"

@@ -47,13 +47,14 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
     recall per present class, confusion matrix (rows: reference, columns: predicted)."""
     present = sorted(set(y_true.tolist()))
     recalls = recall_score(y_true, y_pred, labels=present, average=None, zero_division=0)
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(len(classes))))
     return {
         "n": int(len(y_true)),
         "wa": float(accuracy_score(y_true, y_pred)),
-        "ua": confusion_scores(confusion_matrix(y_true, y_pred, labels=present))[1],
+        "ua": confusion_scores(cm)[1],
         "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         "recall_per_class": {classes[c]: float(r) for c, r in zip(present, recalls)},
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=list(range(len(classes)))).tolist(),
+        "confusion_matrix": cm.tolist(),
     }
 
 

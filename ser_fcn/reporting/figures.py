@@ -27,6 +27,7 @@ from torch import nn
 
 from ..models.attention import AttentionHead
 from ..data.features import SpectrogramConfig
+from ..data.segments import segment_spans
 from ..training.checkpoint import DEMO_CKPT_GLOB, datamodule_from_hparams, load_checkpoint, newest_checkpoint
 from ..training.metrics import average_posteriors
 
@@ -113,6 +114,21 @@ def attention_of(module, spec: torch.Tensor) -> tuple[np.ndarray, np.ndarray | N
         return probs, None
     valid = int(module.net.output_lengths(lengths.cpu())[0])
     return probs, att[0, :, :valid].float().cpu().numpy()
+
+
+@torch.inference_mode()
+def segmented_probs(module, spec: torch.Tensor, segment_frames: int) -> np.ndarray:
+    """Class probabilities (C,) of a (F, T) spectrogram for a segmented baseline, as it was
+    trained and tested: `segment_spans` segments, each zero-padded to `segment_frames`, their
+    posteriors averaged."""
+    spans = segment_spans(spec.shape[-1], segment_frames)
+    x = spec.new_zeros(len(spans), 1, spec.shape[0], segment_frames, dtype=torch.float32)
+    for i, (start, stop) in enumerate(spans):
+        x[i, 0, :, : stop - start] = spec[:, start:stop]
+    lengths = torch.tensor([stop - start for start, stop in spans])
+    logits, _ = module(x.to(module.device), lengths.to(module.device))
+    _, mean = average_posteriors(logits.float().cpu(), torch.zeros(len(spans), dtype=torch.long))
+    return mean[0].numpy()
 
 
 # --- drawing -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import torch
 from ..data.audio import AudioError, load_audio
 from ..data.features import SpectrogramConfig, log_spectrogram
 from ..training.checkpoint import load_checkpoint
-from .figures import CellGrid, Panel, attention_of, draw_panels, encoder_grid
+from .figures import CellGrid, Panel, attention_of, draw_panels, encoder_grid, segmented_probs
 from .timeline_figure import save_timeline_figures
 from .timeline import encode_file, summarise, supports_shared, timeline, whole_file_probs
 
@@ -90,7 +90,9 @@ class Predictor:
     """A trained checkpoint, ready to answer for waves or files."""
 
     def __init__(self, ckpt: str | Path, device: str = "cpu"):
-        self.module, self.cfg, _ = load_checkpoint(ckpt, device)
+        self.module, self.cfg, data_hparams = load_checkpoint(ckpt, device)
+        # a segmented baseline answers for a file as it was tested: 3 s segments, posteriors averaged
+        self.segment_frames: int | None = int(data_hparams["segment_frames"]) if data_hparams.get("segmented") else None
         self.class_names: list[str] = list(self.module.class_names)
         self.min_frames = int(getattr(self.module.net, "min_frames", 1))
         self.grid: CellGrid | None = encoder_grid(self.module.net.encoder) if hasattr(self.module.net, "encoder") else None
@@ -106,9 +108,12 @@ class Predictor:
         if float(wave.abs().max()) < SILENCE_PEAK:
             pred.flags.append(FLAG_SILENT)
         spec = log_spectrogram(wave, cfg)
-        if spec.shape[-1] < self.min_frames:
-            pred.flags.append(FLAG_SHORT)
-        probs, att = attention_of(self.module, spec)
+        if self.segment_frames:
+            probs, att = segmented_probs(self.module, spec, self.segment_frames), None
+        else:
+            if spec.shape[-1] < self.min_frames:
+                pred.flags.append(FLAG_SHORT)
+            probs, att = attention_of(self.module, spec)
         pred.probabilities = {c: float(p) for c, p in zip(self.class_names, probs)}
         pred.label = self.class_names[int(np.argmax(probs))]
         return Analysis(pred, spec.numpy(), att)
@@ -191,6 +196,17 @@ def _figure_path(folder: Path, path: str, used: set[str]) -> Path:
     return folder / f"{name}.png"
 
 
+def _analyse(predictor: Predictor, path: Path, timeline_args: dict | None) -> Analysis:
+    """One file's analysis; whatever goes wrong with it is that file's error, and the run goes on."""
+    try:
+        if timeline_args is None:
+            return predictor.analyse_file(path)
+        return predictor.analyse_timeline(path, **timeline_args)
+    except Exception as err:  # noqa: BLE001 - reported per file in the table and the JSON line
+        log.warning("%s: %s: %s", path, type(err).__name__, err)
+        return Analysis(Prediction(str(path), error=f"{type(err).__name__}: {err}"))
+
+
 def run(ckpt: str | Path, inputs: list[str | Path], out: str | Path | None = None,
         figures: str | Path | None = None, device: str = "cpu", stream=None,
         timeline_args: dict | None = None) -> list[Prediction]:
@@ -212,10 +228,7 @@ def run(ckpt: str | Path, inputs: list[str | Path], out: str | Path | None = Non
         sink = open(out, "w")
     try:
         for f in files:
-            if timeline_args is None:
-                a = predictor.analyse_file(f)
-            else:
-                a = predictor.analyse_timeline(f, **timeline_args)
+            a = _analyse(predictor, f, timeline_args)
             preds.append(a.prediction)
             if sink:
                 row = asdict(a.prediction)
