@@ -137,15 +137,15 @@ class SERCLI(LightningCLI):
         self._summary(self.config.test.get("ckpt_path"))
 
     def _summary(self, ckpt: str | None) -> None:
-        r = getattr(self.model, "test_results", None)
-        if not r or not self.trainer.is_global_zero:
+        results = getattr(self.model, "test_results", None)
+        if not results or not self.trainer.is_global_zero:
             return
         dm = self.datamodule
         configs = " ".join(f"--config {c}" for c in (self.config[self.subcommand].get("config") or []))
         lines = [
             "",
             "=" * 78,
-            f"test WA {100 * r['wa']:.1f}%   UA {100 * r['ua']:.1f}%   "
+            f"test WA {100 * results['wa']:.1f}%   UA {100 * results['ua']:.1f}%   "
             f"({dm.corpus_name} corpus, {dm.split.describe() if dm.split else ''})",
             f"checkpoint : {ckpt}",
             f"run folder : {self.run_dir}  (results.json, config.yaml, W&B offline run: `wandb sync {self.run_dir}/wandb/offline-run-*`)",
@@ -192,14 +192,14 @@ def _cmd_emobox_demo(argv: list[str]) -> None:
     from .data.demo_corpus import generate_demo_corpus
     from .data.emobox import export_iemocap_tree
 
-    p = argparse.ArgumentParser(prog="python -m ser_fcn emobox-demo",
+    parser = argparse.ArgumentParser(prog="python -m ser_fcn emobox-demo",
                                 description="write the demo corpus and its EmoBox-format folder (one fold per session)")
-    p.add_argument("--out", required=True, help="folder: <out>/IEMOCAP_full_release (audio) and <out>/emobox/demo (metadata)")
-    p.add_argument("--utterances_per_speaker", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    s = generate_demo_corpus(a.out, utterances_per_speaker=a.utterances_per_speaker, seed=a.seed)
-    folder, audio_root = export_iemocap_tree(s.root, Path(a.out) / "emobox")
+    parser.add_argument("--out", required=True, help="folder: <out>/IEMOCAP_full_release (audio) and <out>/emobox/demo (metadata)")
+    parser.add_argument("--utterances_per_speaker", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    corpus = generate_demo_corpus(args.out, utterances_per_speaker=args.utterances_per_speaker, seed=args.seed)
+    folder, audio_root = export_iemocap_tree(corpus.root, Path(args.out) / "emobox")
     print(f"EmoBox folder: {folder}\ntrain on fold 1: python -m ser_fcn fit --config experiments/fcn_attn_random.yaml "
           f"--data.emobox {folder} --data.audio_root {audio_root} --data.fold 1")
 

@@ -14,14 +14,14 @@ def pad_collate(items: list[dict]) -> dict:
     """
     feats = [it["features"] for it in items]
     n_bins = feats[0].shape[0]
-    if any(f.dim() != 2 or f.shape[0] != n_bins for f in feats):
+    if any(feat.dim() != 2 or feat.shape[0] != n_bins for feat in feats):
         raise ValueError("every item's features must be (F, T) with the same F")
-    x = torch.zeros(len(items), 1, n_bins, max(f.shape[1] for f in feats), dtype=torch.float32)
-    for row, f in zip(x, feats):
-        row[0, :, : f.shape[1]] = f
+    x = torch.zeros(len(items), 1, n_bins, max(feat.shape[1] for feat in feats), dtype=torch.float32)
+    for row, feat in zip(x, feats):
+        row[0, :, : feat.shape[1]] = feat
     return {
         "x": x,
-        "lengths": torch.tensor([int(it.get("length", f.shape[1])) for it, f in zip(items, feats)], dtype=torch.int64),
+        "lengths": torch.tensor([int(it.get("length", feat.shape[1])) for it, feat in zip(items, feats)], dtype=torch.int64),
         "y": torch.tensor([int(it["label"]) for it in items], dtype=torch.int64),
         "utt_index": torch.tensor([int(it["utt_index"]) for it in items], dtype=torch.int64),
         "ids": [str(it["utterance_id"]) for it in items],

@@ -383,18 +383,18 @@ def _write_wav(path: Path, x: np.ndarray, sr: int) -> None:
 # ----------------------------------------------------------------------------- files
 
 
-def _annotations(u: dict, rng) -> tuple[list[str], list[str], tuple[float, float, float]]:
+def _annotations(utt: dict, rng) -> tuple[list[str], list[str], tuple[float, float, float]]:
     """Categorical and attribute annotator lines consistent with the summary code and VAD."""
     evaluators = sorted(rng.choice(6, size=3, replace=False) + 1)
-    others = [c for c in _CATEGORY if c != u["label"]]
-    if u["label"] == "xxx":  # no majority: three different opinions
+    others = [c for c in _CATEGORY if c != utt["label"]]
+    if utt["label"] == "xxx":  # no majority: three different opinions
         cats = [_CATEGORY[c] for c in rng.choice(others, size=3, replace=False)]
     else:
-        cats = [_CATEGORY[u["label"]]] * 3
+        cats = [_CATEGORY[utt["label"]]] * 3
         if rng.uniform() < 0.5:
             cats[rng.integers(3)] = _CATEGORY[rng.choice(others)]
     cat = [f"C-E{e}:\t{c};\t()" for e, c in zip(evaluators, cats)]
-    vad = np.clip(np.round(np.array(_VAD[u["label"]]) + 0.7 * rng.standard_normal((2, 3))), 1, 5).astype(int)
+    vad = np.clip(np.round(np.array(_VAD[utt["label"]]) + 0.7 * rng.standard_normal((2, 3))), 1, 5).astype(int)
     att = [f"A-E{e}:\tval {v}; act {a}; dom  {d};\t()" for e, (v, a, d) in zip(evaluators[:2], vad)]
     return cat, att, tuple(vad.mean(axis=0))
 
@@ -405,50 +405,50 @@ def _write_corpus(root: Path, params: dict, n_impro: int, n_script: int, progres
     speakers = _speakers(seed)
     rng = np.random.default_rng([seed, 3])
     by_dialog: dict[str, list[dict]] = {}
-    for u in utts:
-        by_dialog.setdefault(u["dialog"], []).append(u)
+    for utt in utts:
+        by_dialog.setdefault(utt["dialog"], []).append(utt)
     junk_wavs = set(rng.choice(len(utts), size=max(1, len(utts) // 20), replace=False).tolist())
 
     bar = tqdm(total=len(utts), desc="demo corpus", unit="utt", disable=not progress)
     index, seen_sessions = 0, set()
-    for d, rows in by_dialog.items():
+    for dialog, rows in by_dialog.items():
         session = rows[0]["session"]
         sdir = root / f"Session{session}"
-        emo, wdir = sdir / "dialog" / "EmoEvaluation", sdir / "sentences" / "wav" / d
+        emo, wdir = sdir / "dialog" / "EmoEvaluation", sdir / "sentences" / "wav" / dialog
         trdir = sdir / "dialog" / "transcriptions"
         for sub in (emo / "Categorical", emo / "Attribute", emo / "Self-evaluation", trdir, wdir):
             sub.mkdir(parents=True, exist_ok=True)
         label = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
         cat_lines, atr_lines, trans = [], [], []
-        for u in rows:
-            cat, att, (v, a, dm) = _annotations(u, rng)
-            uid = u["utterance_id"]
-            label += [f"[{u['start_s']:.4f} - {u['end_s']:.4f}]\t{uid}\t{u['label']}\t[{v:.4f}, {a:.4f}, {dm:.4f}]",
+        for utt in rows:
+            cat, att, (valence, activation, dominance) = _annotations(utt, rng)
+            uid = utt["utterance_id"]
+            label += [f"[{utt['start_s']:.4f} - {utt['end_s']:.4f}]\t{uid}\t{utt['label']}\t[{valence:.4f}, {activation:.4f}, {dominance:.4f}]",
                       *cat, *att, ""]
             cat_lines.append(f"{uid} :{cat[0].split(chr(9))[1]} ()")
             atr_lines.append(f"{uid} :{att[0].split(chr(9))[1]} ()")
             words = ("".join(rng.choice(list("aeioubdgklmnprst"), size=rng.integers(2, 7))) for _ in range(rng.integers(2, 9)))
-            trans.append(f"{uid} [{u['start_s']:08.4f}-{u['end_s']:08.4f}]: " + " ".join(words))
+            trans.append(f"{uid} [{utt['start_s']:08.4f}-{utt['end_s']:08.4f}]: " + " ".join(words))
             u_rng = np.random.default_rng([seed, 4, index])
-            audio = _synthesize(u["n_samples"], sr, u["label"], speakers[u["speaker"]], u_rng)
+            audio = _synthesize(utt["n_samples"], sr, utt["label"], speakers[utt["speaker"]], u_rng)
             _write_wav(wdir / f"{uid}.wav", audio, sr)
             if index in junk_wavs:
                 (wdir / f"._{uid}.wav").write_bytes(_APPLEDOUBLE)
             index += 1
             bar.update()
-        (emo / f"{d}.txt").write_text("\n".join(label) + "\n")
-        (emo / "Categorical" / f"{d}_e1_cat.txt").write_text("\n".join(cat_lines) + "\n")
-        (emo / "Attribute" / f"{d}_e1_atr.txt").write_text("\n".join(atr_lines) + "\n")
-        (emo / "Self-evaluation" / f"{d}.anvil").write_text('<?xml version="1.0"?>\n<annotation/>\n')
-        (trdir / f"{d}.txt").write_text("\n".join(trans) + "\n")
+        (emo / f"{dialog}.txt").write_text("\n".join(label) + "\n")
+        (emo / "Categorical" / f"{dialog}_e1_cat.txt").write_text("\n".join(cat_lines) + "\n")
+        (emo / "Attribute" / f"{dialog}_e1_atr.txt").write_text("\n".join(atr_lines) + "\n")
+        (emo / "Self-evaluation" / f"{dialog}.anvil").write_text('<?xml version="1.0"?>\n<annotation/>\n')
+        (trdir / f"{dialog}.txt").write_text("\n".join(trans) + "\n")
         if session not in seen_sessions:  # next to the first label file of each session
-            (emo / f"._{d}.txt").write_bytes(_APPLEDOUBLE)
+            (emo / f"._{dialog}.txt").write_bytes(_APPLEDOUBLE)
             seen_sessions.add(session)
     bar.close()
     _write_readme(root, params, utts)
     keys = ("utterance_id", "label", "speaker", "session", "improvised", "duration_s", "dialog")
-    return [{**{k: u[k] for k in keys},
-             "path": f"Session{u['session']}/sentences/wav/{u['dialog']}/{u['utterance_id']}.wav"} for u in utts]
+    return [{**{k: utt[k] for k in keys},
+             "path": f"Session{utt['session']}/sentences/wav/{utt['dialog']}/{utt['utterance_id']}.wav"} for utt in utts]
 
 
 def _write_readme(root: Path, params: dict, utts: list[dict]) -> None:

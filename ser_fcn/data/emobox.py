@@ -53,24 +53,24 @@ def corpus_name(emobox_dir: str | Path) -> str:
 
 def fold_numbers(emobox_dir: str | Path) -> list[int]:
     """The k of every `fold_<k>` folder, sorted; an error if there is none."""
-    d = Path(emobox_dir)
-    if not (d / LABEL_MAP).is_file():
-        raise EmoBoxError(f"{d}: no {LABEL_MAP}; data.emobox is one corpus's folder of EmoBox's data/ (e.g. data/iemocap)")
-    ks = sorted(int(m.group(1)) for p in d.iterdir() if p.is_dir() and (m := re.fullmatch(r"fold_(\d+)", p.name)))
+    folder = Path(emobox_dir)
+    if not (folder / LABEL_MAP).is_file():
+        raise EmoBoxError(f"{folder}: no {LABEL_MAP}; data.emobox is one corpus's folder of EmoBox's data/ (e.g. data/iemocap)")
+    ks = sorted(int(m.group(1)) for p in folder.iterdir() if p.is_dir() and (m := re.fullmatch(r"fold_(\d+)", p.name)))
     if not ks:
-        raise EmoBoxError(f"{d}: no fold_<k> folders")
+        raise EmoBoxError(f"{folder}: no fold_<k> folders")
     return ks
 
 
 def read_label_map(emobox_dir: str | Path) -> dict[str, str]:
     path = Path(emobox_dir) / LABEL_MAP
     try:
-        m = json.loads(path.read_text())
+        mapping = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise EmoBoxError(f"{path}: not a readable JSON label map ({e})") from None
-    if not isinstance(m, dict) or not m or not all(isinstance(v, str) for v in m.values()):
+    if not isinstance(mapping, dict) or not mapping or not all(isinstance(v, str) for v in mapping.values()):
         raise EmoBoxError(f"{path}: expected an object mapping emotion codes to class names")
-    return m
+    return mapping
 
 
 def label_map_classes(emobox_dir: str | Path) -> list[str]:
@@ -79,8 +79,8 @@ def label_map_classes(emobox_dir: str | Path) -> list[str]:
 
 
 def fold_file(emobox_dir: str | Path, fold: int, part: str) -> Path:
-    d = Path(emobox_dir)
-    return d / f"fold_{fold}" / f"{corpus_name(d)}_{part}_fold_{fold}.jsonl"
+    folder = Path(emobox_dir)
+    return folder / f"fold_{fold}" / f"{corpus_name(folder)}_{part}_fold_{fold}.jsonl"
 
 
 def read_records(path: Path, label_map: dict[str, str]) -> list[dict]:
@@ -90,18 +90,18 @@ def read_records(path: Path, label_map: dict[str, str]) -> list[dict]:
         if not line.strip():
             continue
         try:
-            r = json.loads(line)
+            record = json.loads(line)
         except ValueError as e:
             raise EmoBoxError(f"{path}:{no}: malformed JSON line ({e})") from None
-        missing = [k for k in ("key", "wav", "emo") if not isinstance(r, dict) or not r.get(k)]
+        missing = [k for k in ("key", "wav", "emo") if not isinstance(record, dict) or not record.get(k)]
         if missing:
             raise EmoBoxError(f"{path}:{no}: missing field(s) {', '.join(missing)}")
-        if r["emo"] not in label_map:
-            raise EmoBoxError(f"{path}:{no}: unknown emotion {r['emo']!r} (label_map.json has {', '.join(label_map)})")
-        if r["key"] in seen:
-            raise EmoBoxError(f"{path}:{no}: key {r['key']!r} already on line {seen[r['key']]}")
-        seen[r["key"]] = no
-        out.append(r)
+        if record["emo"] not in label_map:
+            raise EmoBoxError(f"{path}:{no}: unknown emotion {record['emo']!r} (label_map.json has {', '.join(label_map)})")
+        if record["key"] in seen:
+            raise EmoBoxError(f"{path}:{no}: key {record['key']!r} already on line {seen[record['key']]}")
+        seen[record["key"]] = no
+        out.append(record)
     return out
 
 
@@ -208,21 +208,21 @@ def write_emobox(rows: list[Utterance], codes: dict[str, str], out_dir: str | Pa
                  dataset: str, label_map: dict[str, str]) -> Path:
     """Write `rows` as an EmoBox corpus folder `<out_dir>/<dataset>`: one fold per session
     (test: that session; train: the others). `codes[utterance_id]` is the raw emotion code."""
-    d = Path(out_dir) / dataset
-    (d / LABEL_MAP).parent.mkdir(parents=True, exist_ok=True)
-    (d / LABEL_MAP).write_text(json.dumps(label_map, indent=4))
+    folder = Path(out_dir) / dataset
+    (folder / LABEL_MAP).parent.mkdir(parents=True, exist_ok=True)
+    (folder / LABEL_MAP).write_text(json.dumps(label_map, indent=4))
     root = Path(audio_root).resolve()
     for k, session in enumerate(sorted({r.session for r in rows}), start=1):
-        (d / f"fold_{k}").mkdir(exist_ok=True)
+        (folder / f"fold_{k}").mkdir(exist_ok=True)
         for part, keep in (("train", lambda r: r.session != session), ("test", lambda r: r.session == session)):
-            with open(fold_file(d, k, part), "w") as f:
+            with open(fold_file(folder, k, part), "w") as f:
                 for r in filter(keep, rows):
                     f.write(json.dumps({
                         "key": f"{dataset}-{r.utterance_id}", "dataset": dataset,
                         "wav": str(Path(r.path).resolve().relative_to(root)), "type": "raw", "sample_rate": 16000,
                         "num_frame": round(r.duration_s * 16000), "task": "category", "length": r.duration_s,
                         "emo": codes[r.utterance_id], "channel": 1}) + "\n")
-    return d
+    return folder
 
 
 def export_iemocap_tree(iemocap_root: str | Path, out_dir: str | Path, dataset: str = "demo",

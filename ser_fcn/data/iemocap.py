@@ -41,10 +41,10 @@ class LabelLine:
 
 def parse_utterance_id(utt: str) -> tuple[int, str, str, bool]:
     """(session, speaker like "1M", dialog, improvised) of an IEMOCAP utterance id."""
-    m = _UTT_ID.match(utt)
-    if not m:
+    match = _UTT_ID.match(utt)
+    if not match:
         raise ValueError(f"not an IEMOCAP utterance id: {utt!r}")
-    session = int(m.group(1))
+    session = int(match.group(1))
     dialog, last = utt.rsplit("_", 1)
     return session, f"{session}{last[0]}", dialog, "impro" in dialog
 
@@ -62,10 +62,10 @@ def parse_label_file(path: str | Path, text: str | None = None) -> list[LabelLin
     for no, line in enumerate(text.splitlines(), start=1):
         if not line.startswith("["):
             continue
-        m = _SUMMARY.match(line)
-        if not m:
+        match = _SUMMARY.match(line)
+        if not match:
             raise LabelFileError(f"{path}:{no}: malformed summary line {line[:80]!r}")
-        start, end, utt, code = float(m.group(1)), float(m.group(2)), m.group(3), m.group(4)
+        start, end, utt, code = float(match.group(1)), float(match.group(2)), match.group(3), match.group(4)
         if code not in CODES:
             raise LabelFileError(f"{path}:{no}: unknown emotion code {code!r} (known: {' '.join(CODES)})")
         try:

@@ -45,10 +45,10 @@ def write_manifest(rows: list[Utterance], path: str | Path) -> Path:
 
 
 def _parse_bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes"):
+    word = value.strip().lower()
+    if word in ("1", "true", "yes"):
         return True
-    if v in ("0", "false", "no", ""):
+    if word in ("0", "false", "no", ""):
         return False
     raise ValueError(f"not a boolean: {value!r}")
 

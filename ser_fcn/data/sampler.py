@@ -59,17 +59,17 @@ class _PlannedBatchSampler(Sampler[list[int]]):
             raise ValueError(f"{n} utterances cannot be shared among {self.num_replicas} replicas")
         self.epoch = 0
         self._cache: tuple[int, list[list[int]], int] | None = None  # (epoch, batches, n_dropped)
-        bound, R = self._max_batches(), self.num_replicas
+        bound, replicas = self._max_batches(), self.num_replicas
         if drop_last:  # round down, but never drop a whole epoch
-            self.total_batches = max(R, bound // R * R)
+            self.total_batches = max(replicas, bound // replicas * replicas)
         else:
-            self.total_batches = math.ceil(bound / R) * R
+            self.total_batches = math.ceil(bound / replicas) * replicas
         # A split too small for the bound (a tiny validation set under DDP) gets as many
         # batches as it has utterances, rounded down to the ranks: the cheapest neighbouring
         # batches are merged, so a merged batch may exceed the cap. Counted, never hidden.
         self.cap_relaxed = self.total_batches > n
         if self.cap_relaxed:
-            self.total_batches = n // R * R
+            self.total_batches = n // replicas * replicas
 
     # subclass API
     def _pack(self, rng: np.random.Generator) -> list[list[int]]:
@@ -128,12 +128,12 @@ def _split_to(batches: list[list[int]], target: int, lengths: np.ndarray) -> lis
 
     A half never exceeds the cap its parent respected: fewer items, no longer maximum.
     """
-    heap = [(-len(b), i) for i, b in enumerate(batches) if len(b) > 1]
+    heap = [(-len(by_length), i) for i, by_length in enumerate(batches) if len(by_length) > 1]
     heapq.heapify(heap)
     while len(batches) < target:
         _, i = heapq.heappop(heap)  # non-empty: the caller checked target <= number of items
-        b = sorted(batches[i], key=lambda j: lengths[j])
-        batches[i], new = b[: len(b) // 2], b[len(b) // 2 :]
+        by_length = sorted(batches[i], key=lambda j: lengths[j])
+        batches[i], new = by_length[: len(by_length) // 2], by_length[len(by_length) // 2 :]
         batches.append(new)
         for j in (i, len(batches) - 1):
             if len(batches[j]) > 1:
@@ -186,10 +186,10 @@ class BucketBatchSampler(_PlannedBatchSampler):
         self.oversize = np.flatnonzero(lens > max_frames_per_batch)
         self.num_oversize_batches = len(self.oversize)
         # Edges at the quantiles of the cumulative frame count (lhotse's equal-duration buckets).
-        s = np.sort(lens)
-        cum = np.cumsum(s)
-        q = np.searchsorted(cum, cum[-1] * np.arange(1, num_buckets) / num_buckets) if len(s) else []
-        self.bucket_edges = np.unique(s[q]) if len(s) else s
+        ordered = np.sort(lens)
+        cum = np.cumsum(ordered)
+        at_quantiles = np.searchsorted(cum, cum[-1] * np.arange(1, num_buckets) / num_buckets) if len(ordered) else []
+        self.bucket_edges = np.unique(ordered[at_quantiles]) if len(ordered) else ordered
         bucket = np.searchsorted(self.bucket_edges, lens, side="left")
         fits = lens <= max_frames_per_batch
         self.buckets = [np.flatnonzero((bucket == k) & fits) for k in range(len(self.bucket_edges) + 1)]

@@ -105,11 +105,11 @@ def layer_output_length(layer: nn.Module, length):
         def last(v):  # the time axis is the last one
             return v[-1] if isinstance(v, (tuple, list)) else v
 
-        k, s, p = last(layer.kernel_size), last(layer.stride), last(layer.padding)
-        d = last(getattr(layer, "dilation", 1))
-        if isinstance(p, str):
+        k, stride, padding = last(layer.kernel_size), last(layer.stride), last(layer.padding)
+        dilation = last(getattr(layer, "dilation", 1))
+        if isinstance(padding, str):
             raise NotImplementedError(f"string padding is not supported: {layer}")
-        return (length + 2 * p - d * (k - 1) - 1) // s + 1
+        return (length + 2 * padding - dilation * (k - 1) - 1) // stride + 1
     return length
 
 
@@ -125,8 +125,8 @@ _PER_STEP = (nn.ReLU, nn.LocalResponseNorm, nn.Dropout, nn.Identity)
 def _time_padding(layer: nn.Module) -> int | str | None:
     """Time-axis padding of a conv / pool ("same"/"valid" as given); None for any other layer."""
     if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        p = layer.padding
-        return p[-1] if isinstance(p, (tuple, list)) else p
+        padding = layer.padding
+        return padding[-1] if isinstance(padding, (tuple, list)) else padding
     return None
 
 

@@ -100,18 +100,18 @@ def evaluate(ckpt: str | Path, rows: list[Utterance], label_map: dict[str, str] 
 
 
 def format_report(rep: dict) -> str:
-    c = rep["classes"]
+    classes = rep["classes"]
     lines = [f"{rep['n']} utterances scored: WA {100 * rep['wa']:.1f}%  UA {100 * rep['ua']:.1f}%  "
              f"macro F1 {100 * rep['macro_f1']:.1f}%",
              "recall: " + "  ".join(f"{k} {100 * v:.1f}%" for k, v in rep["recall_per_class"].items()),
-             "confusion (rows: reference, columns: predicted)", "      " + "".join(f"{x:>7}" for x in c)]
-    lines += [f"{c[i]:<6}" + "".join(f"{v:>7}" for v in row) for i, row in enumerate(rep["confusion_matrix"])]
+             "confusion (rows: reference, columns: predicted)", "      " + "".join(f"{x:>7}" for x in classes)]
+    lines += [f"{classes[i]:<6}" + "".join(f"{v:>7}" for v in row) for i, row in enumerate(rep["confusion_matrix"])]
     for name in ("per_speaker", "per_session"):
         lines.append(f"{name.replace('_', ' ')}:")
         lines += [f"  {g:<8} n={s['n']:<5} WA {100 * s['wa']:5.1f}%  UA {100 * s['ua']:5.1f}%  F1 {100 * s['macro_f1']:5.1f}%"
                   for g, s in rep[name].items()]
     if rep["n_outside_classes"]:
-        lines.append(f"not scored, label outside {c}: {rep['n_outside_classes']} "
+        lines.append(f"not scored, label outside {classes}: {rep['n_outside_classes']} "
                      f"({', '.join(f'{k} {n}' for k, n in rep['outside_classes'].items())}); map them with --label_map")
     if rep["n_unreadable"]:
         lines.append(f"not scored, unreadable audio: {rep['n_unreadable']}")
@@ -120,20 +120,20 @@ def format_report(rep: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m ser_fcn evaluate", description="score a checkpoint on a labelled corpus")
-    p.add_argument("--ckpt", required=True, help="a checkpoint of `python -m ser_fcn fit`")
-    p.add_argument("--manifest", help="a CSV manifest (columns: see README, 'Your own corpus')")
-    p.add_argument("--root", help="an IEMOCAP_full_release folder (every labelled utterance)")
-    p.add_argument("--include_scripted", action="store_true", help="with --root: scripted dialogs too")
-    p.add_argument("--label_map", help="relabel before scoring, e.g. exc=hap,fru=ang")
-    p.add_argument("--out", help="write the report here as JSON")
-    p.add_argument("--device", default="cpu")
-    a = p.parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m ser_fcn evaluate", description="score a checkpoint on a labelled corpus")
+    parser.add_argument("--ckpt", required=True, help="a checkpoint of `python -m ser_fcn fit`")
+    parser.add_argument("--manifest", help="a CSV manifest (columns: see README, 'Your own corpus')")
+    parser.add_argument("--root", help="an IEMOCAP_full_release folder (every labelled utterance)")
+    parser.add_argument("--include_scripted", action="store_true", help="with --root: scripted dialogs too")
+    parser.add_argument("--label_map", help="relabel before scoring, e.g. exc=hap,fru=ang")
+    parser.add_argument("--out", help="write the report here as JSON")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
     try:
-        rep = evaluate(a.ckpt, load_rows(a.manifest, a.root, a.include_scripted), parse_label_map(a.label_map), a.device)
-    except (FileNotFoundError, ValueError, ManifestError) as e:
-        sys.exit(f"error: {e}")
+        rep = evaluate(args.ckpt, load_rows(args.manifest, args.root, args.include_scripted), parse_label_map(args.label_map), args.device)
+    except (FileNotFoundError, ValueError, ManifestError) as err:
+        sys.exit(f"error: {err}")
     print(format_report(rep))
-    if a.out:
-        atomic.write_json(a.out, rep, indent=1)
-        print(f"report: {a.out}")
+    if args.out:
+        atomic.write_json(args.out, rep, indent=1)
+        print(f"report: {args.out}")

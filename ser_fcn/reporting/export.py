@@ -87,26 +87,26 @@ def export(ckpt: str | Path, fmt: str, out: str | Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m ser_fcn export",
+    parser = argparse.ArgumentParser(prog="python -m ser_fcn export",
                                 description="the trained model as an ONNX or TorchScript file (input: log spectrogram + lengths)")
-    p.add_argument("--ckpt", required=True, help="a checkpoint of `python -m ser_fcn fit`")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.pt)")
-    a = p.parse_args(argv)
+    parser.add_argument("--ckpt", required=True, help="a checkpoint of `python -m ser_fcn fit`")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.pt)")
+    args = parser.parse_args(argv)
     try:
-        info = export(a.ckpt, a.format, a.out)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
-    except ImportError as e:
-        sys.exit(f"error: {e}. ONNX export needs `pip install 'ser_fcn[export]'` (onnx, onnxscript, onnxruntime)")
-    sidecar = Path(a.out).with_suffix(".json")
+        info = export(args.ckpt, args.format, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    except ImportError as err:
+        sys.exit(f"error: {err}. ONNX export needs `pip install 'ser_fcn[export]'` (onnx, onnxscript, onnxruntime)")
+    sidecar = Path(args.out).with_suffix(".json")
     atomic.write_json(sidecar, info, indent=1)
-    print(f"wrote {a.out} ({a.format}) and {sidecar} (classes and spectrogram settings)")
+    print(f"wrote {args.out} ({args.format}) and {sidecar} (classes and spectrogram settings)")
     print(f"inputs : spectrogram float32 (batch, 1, {info['spectrogram']['n_bins']}, frames >= {info['min_frames']}), "
           "lengths int64 (batch,)")
     print(f"output : probabilities float32 (batch, {len(info['classes'])}) over {info['classes']}")
-    if a.format == "onnx":
-        print(f"run    : onnxruntime.InferenceSession('{a.out}').run(None, {{'spectrogram': x, 'lengths': n}})[0]")
+    if args.format == "onnx":
+        print(f"run    : onnxruntime.InferenceSession('{args.out}').run(None, {{'spectrogram': x, 'lengths': n}})[0]")
     else:
-        print(f"run    : torch.jit.load('{a.out}')(x, n)")
+        print(f"run    : torch.jit.load('{args.out}')(x, n)")
     print("README, section \"Export (ONNX / TorchScript)\": running it on a wav with numpy + soundfile + onnxruntime")

@@ -87,13 +87,13 @@ def upsample_attention(
     `alpha` holds the valid time steps only; `n_frames` are the utterance's valid frames.
     Frames n_frames .. width-1 (padding) are 0.
     """
-    a = alpha.detach().cpu().numpy() if torch.is_tensor(alpha) else np.asarray(alpha)
-    a = a.astype(np.float64)
-    fi = cell_index(n_bins, a.shape[0], grid.jump_f, grid.centre_f)
-    ti = cell_index(n_frames, a.shape[1], grid.jump_t, grid.centre_t)
-    up = a[fi][:, ti]
+    att = alpha.detach().cpu().numpy() if torch.is_tensor(alpha) else np.asarray(alpha)
+    att = att.astype(np.float64)
+    fi = cell_index(n_bins, att.shape[0], grid.jump_f, grid.centre_f)
+    ti = cell_index(n_frames, att.shape[1], grid.jump_t, grid.centre_t)
+    up = att[fi][:, ti]
     if density:
-        pixels = np.bincount(fi, minlength=a.shape[0])[:, None] * np.bincount(ti, minlength=a.shape[1])[None, :]
+        pixels = np.bincount(fi, minlength=att.shape[0])[:, None] * np.bincount(ti, minlength=att.shape[1])[None, :]
         up = up / pixels[fi][:, ti]
     out = np.zeros((n_bins, width or n_frames))
     out[:, :n_frames] = up
@@ -213,12 +213,12 @@ def pick_examples(post: dict[int, tuple[np.ndarray, int]], n_classes: int) -> li
     else (none correct) the one with the highest posterior of its class. [(utt, class, correct)]."""
     picks = []
     for c in range(n_classes):
-        members = [(u, p) for u, (p, y) in post.items() if y == c]
+        members = [(utt, p) for utt, (p, y) in post.items() if y == c]
         if not members:
             continue
-        correct = [(u, p) for u, p in members if int(np.argmax(p)) == c]
-        u, _ = max(correct or members, key=lambda up: (up[1][c], -up[0]))
-        picks.append((u, c, bool(correct)))
+        correct = [(utt, p) for utt, p in members if int(np.argmax(p)) == c]
+        utt, _ = max(correct or members, key=lambda up: (up[1][c], -up[0]))
+        picks.append((utt, c, bool(correct)))
     return picks
 
 
@@ -253,18 +253,18 @@ def make_figure4(ckpt: str | Path, out: str | Path = DEFAULT_OUT) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m ser_fcn figure4",
         description="Figure 4 of the paper: per emotion, one test utterance's spectrogram and its 2-D attention",
     )
-    p.add_argument("--ckpt", default=None, help=f"checkpoint (default: the newest {DEMO_CKPT_GLOB})")
-    p.add_argument("--out", default=DEFAULT_OUT)
-    a = p.parse_args(argv)
+    parser.add_argument("--ckpt", default=None, help=f"checkpoint (default: the newest {DEMO_CKPT_GLOB})")
+    parser.add_argument("--out", default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
     try:
-        ckpt = Path(a.ckpt) if a.ckpt else newest_checkpoint()
-        out = make_figure4(ckpt, a.out)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        ckpt = Path(args.ckpt) if args.ckpt else newest_checkpoint()
+        out = make_figure4(ckpt, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
     print(f"wrote {out} (checkpoint {ckpt})")
 
 

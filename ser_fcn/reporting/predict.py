@@ -141,22 +141,22 @@ class Predictor:
                               round(wave.numel() / self.cfg.sample_rate, 4), [FLAG_POOLED])
             if float(wave.abs().max()) < SILENCE_PEAK:
                 pred.flags.append(FLAG_SILENT)
-            a = Analysis(pred)
+            analysis = Analysis(pred)
         else:
-            a = self.analyse_wave(wave, str(path))
-        if a.prediction.error is None:
-            a.prediction.timeline = timeline(self.module, wave, self.cfg, self.class_names, window_s, hop_s,
+            analysis = self.analyse_wave(wave, str(path))
+        if analysis.prediction.error is None:
+            analysis.prediction.timeline = timeline(self.module, wave, self.cfg, self.class_names, window_s, hop_s,
                                              SILENCE_PEAK, cells)
-        return a
+        return analysis
 
-    def figure(self, a: Analysis):
-        p = a.prediction
-        seconds = a.spec.shape[-1] * self.cfg.hop_ms / 1000
-        title = f"{Path(p.path).name}: {p.label} (p={p.probabilities[p.label]:.2f})"
-        if p.flags:
-            title += f"  [{'; '.join(p.flags)}]"
+    def figure(self, analysis: Analysis):
+        pred = analysis.prediction
+        seconds = analysis.spec.shape[-1] * self.cfg.hop_ms / 1000
+        title = f"{Path(pred.path).name}: {pred.label} (p={pred.probabilities[pred.label]:.2f})"
+        if pred.flags:
+            title += f"  [{'; '.join(pred.flags)}]"
         width = min(40.0, max(6.0, 2.0 + 1.2 * seconds))  # longer files: wider, up to a limit
-        return draw_panels([Panel(a.spec, a.attention, title)], self.cfg, self.grid, width_per_panel=width)
+        return draw_panels([Panel(analysis.spec, analysis.attention, title)], self.cfg, self.grid, width_per_panel=width)
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -172,17 +172,17 @@ def _short(path: str, width: int) -> str:
 
 
 def format_table(preds: list[Prediction], class_names: list[str]) -> str:
-    w = max([20] + [min(48, len(_short(p.path, 48))) for p in preds])
-    head = f"{'file':<{w}}  {'dur s':>7}  {'label':<6}" + "".join(f"{c[:6]:>7}" for c in class_names) + "  note"
+    width = max([20] + [min(48, len(_short(pred.path, 48))) for pred in preds])
+    head = f"{'file':<{width}}  {'dur s':>7}  {'label':<6}" + "".join(f"{c[:6]:>7}" for c in class_names) + "  note"
     lines = [head, "-" * len(head)]
-    for p in preds:
-        name = _short(p.path, w)
-        if p.error:
-            lines.append(f"{name:<{w}}  {'':>7}  {'-':<6}" + " " * 7 * len(class_names) + f"  ERROR: {p.error}")
+    for pred in preds:
+        name = _short(pred.path, width)
+        if pred.error:
+            lines.append(f"{name:<{width}}  {'':>7}  {'-':<6}" + " " * 7 * len(class_names) + f"  ERROR: {pred.error}")
             continue
-        probs = "".join(f"{p.probabilities[c]:>7.3f}" for c in class_names)
-        note = "; ".join(p.flags)
-        lines.append(f"{name:<{w}}  {p.duration_s:>7.2f}  {p.label:<6}{probs}  {note}".rstrip())
+        probs = "".join(f"{pred.probabilities[c]:>7.3f}" for c in class_names)
+        note = "; ".join(pred.flags)
+        lines.append(f"{name:<{width}}  {pred.duration_s:>7.2f}  {pred.label:<6}{probs}  {note}".rstrip())
     return "\n".join(lines)
 
 
@@ -227,28 +227,28 @@ def run(ckpt: str | Path, inputs: list[str | Path], out: str | Path | None = Non
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         sink = open(out, "w")
     try:
-        for f in files:
-            a = _analyse(predictor, f, timeline_args)
-            preds.append(a.prediction)
+        for path in files:
+            analysis = _analyse(predictor, path, timeline_args)
+            preds.append(analysis.prediction)
             if sink:
-                row = asdict(a.prediction)
+                row = asdict(analysis.prediction)
                 if row["timeline"] is None:
                     del row["timeline"]
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
-            if fig_dir and a.prediction.timeline and a.prediction.error is None:
-                save_timeline_figures(predictor, f, a.prediction, _figure_path(fig_dir, str(f), used))
-            elif fig_dir and a.spec is not None and predictor.grid is not None:
-                fig = predictor.figure(a)
-                fig.savefig(_figure_path(fig_dir, str(f), used), dpi=100)
+            if fig_dir and analysis.prediction.timeline and analysis.prediction.error is None:
+                save_timeline_figures(predictor, path, analysis.prediction, _figure_path(fig_dir, str(path), used))
+            elif fig_dir and analysis.spec is not None and predictor.grid is not None:
+                fig = predictor.figure(analysis)
+                fig.savefig(_figure_path(fig_dir, str(path), used), dpi=100)
     finally:
         if sink:
             sink.close()
-    failed = sum(p.error is not None for p in preds)
+    failed = sum(pred.error is not None for pred in preds)
     print(format_table(preds, predictor.class_names), file=stream)
-    for p in preds:
-        if p.timeline:
-            print(f"{_short(p.path, 48)}: {summarise(p.timeline)}", file=stream)
+    for pred in preds:
+        if pred.timeline:
+            print(f"{_short(pred.path, 48)}: {summarise(pred.timeline)}", file=stream)
     print(f"\n{len(preds)} files, {len(preds) - failed} predicted, {failed} failed", file=stream)
     if out:
         print(f"predictions: {out}", file=stream)
@@ -258,31 +258,31 @@ def run(ckpt: str | Path, inputs: list[str | Path], out: str | Path | None = Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m ser_fcn predict",
         description="emotion posteriors of audio files (any rate / channels), each file whole",
     )
-    p.add_argument("--ckpt", required=True, help="a checkpoint of `python -m ser_fcn fit`")
-    p.add_argument("--out", default=None, help="write the predictions here as JSON lines")
-    p.add_argument("--figures", default=None, help="write each file's spectrogram + attention figure into this folder")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, …")
-    p.add_argument("--timeline", action="store_true", help="emotion over time too: a label per sliding window")
-    p.add_argument("--window", type=float, default=3.0, help="timeline window, seconds (default 3.0)")
-    p.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds (default 1.0; starts snap to 0.32 s)")
-    p.add_argument("--exact_windows", action="store_true",
+    parser.add_argument("--ckpt", required=True, help="a checkpoint of `python -m ser_fcn fit`")
+    parser.add_argument("--out", default=None, help="write the predictions here as JSON lines")
+    parser.add_argument("--figures", default=None, help="write each file's spectrogram + attention figure into this folder")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, …")
+    parser.add_argument("--timeline", action="store_true", help="emotion over time too: a label per sliding window")
+    parser.add_argument("--window", type=float, default=3.0, help="timeline window, seconds (default 3.0)")
+    parser.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds (default 1.0; starts snap to 0.32 s)")
+    parser.add_argument("--exact_windows", action="store_true",
                    help="run each window alone (exact, ~window/hop times slower) instead of one shared encoding")
-    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
-    a = p.parse_args(argv)
-    if a.timeline and not 0 < a.hop <= a.window:
-        p.error(f"--hop must be > 0 and <= --window (got --window {a.window:g} --hop {a.hop:g})")
+    parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    args = parser.parse_args(argv)
+    if args.timeline and not 0 < args.hop <= args.window:
+        parser.error(f"--hop must be > 0 and <= --window (got --window {args.window:g} --hop {args.hop:g})")
     try:
-        timeline_args = dict(window_s=a.window, hop_s=a.hop, exact=a.exact_windows) if a.timeline else None
-        preds = run(a.ckpt, a.inputs, a.out, a.figures, a.device, timeline_args=timeline_args)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        timeline_args = dict(window_s=args.window, hop_s=args.hop, exact=args.exact_windows) if args.timeline else None
+        preds = run(args.ckpt, args.inputs, args.out, args.figures, args.device, timeline_args=timeline_args)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
     if not preds:
-        sys.exit(f"error: no audio files found in {' '.join(a.inputs)} (extensions: {' '.join(sorted(AUDIO_EXTENSIONS))})")
-    if any(p.error for p in preds):
+        sys.exit(f"error: no audio files found in {' '.join(args.inputs)} (extensions: {' '.join(sorted(AUDIO_EXTENSIONS))})")
+    if any(parser.error for parser in preds):
         sys.exit(1)
 
 

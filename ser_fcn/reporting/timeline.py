@@ -50,12 +50,12 @@ def supports_shared(net: nn.Module) -> bool:
 def receptive_field(encoder: nn.Module) -> int:
     """Time-axis receptive field (frames) of one encoder output cell."""
     rf, jump = 1, 1
-    for m in encoder.modules():
-        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            k = m.kernel_size[-1] if isinstance(m.kernel_size, tuple) else m.kernel_size
-            s = m.stride[-1] if isinstance(m.stride, tuple) else m.stride
-            rf += (k - 1) * jump
-            jump *= s
+    for layer in encoder.modules():
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            kernel = layer.kernel_size[-1] if isinstance(layer.kernel_size, tuple) else layer.kernel_size
+            stride = layer.stride[-1] if isinstance(layer.stride, tuple) else layer.stride
+            rf += (kernel - 1) * jump
+            jump *= stride
     return rf
 
 
@@ -90,16 +90,16 @@ def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells:
     n_frames = cfg.n_frames(wave.numel())
     total = int(enc.output_lengths(torch.tensor([n_frames]))[0])
     out = None  # filled chunk by chunk (no list + cat: half the peak)
-    for a in range(0, total, chunk_cells):
-        b = min(a + chunk_cells, total)
-        first = max(0, a - margin) * jump
-        stop = min(n_frames, (b + margin) * jump + receptive_field(enc))
+    for start_cell in range(0, total, chunk_cells):
+        stop_cell = min(start_cell + chunk_cells, total)
+        first = max(0, start_cell - margin) * jump
+        stop = min(n_frames, (stop_cell + margin) * jump + receptive_field(enc))
         x = _spectrogram(wave, first, stop, cfg).to(module.device)[None, None]
         n = torch.tensor([x.shape[-1]], device=module.device)
         feats, _ = enc(module.normalize(x, n), n)
         if out is None:
             out = feats.new_empty(feats.shape[1], feats.shape[2], total, device="cpu")
-        out[..., a:b] = feats[0, :, :, a - first // jump: b - first // jump].cpu()
+        out[..., start_cell:stop_cell] = feats[0, :, :, start_cell - first // jump: stop_cell - first // jump].cpu()
     return out
 
 
@@ -132,10 +132,10 @@ def _run_windows(module, wave: torch.Tensor, wins: list[Window], cfg: Spectrogra
     for i in range(0, len(wins), batch):
         group = wins[i: i + batch]
         specs = [_spectrogram(wave, w.first, w.stop, cfg) for w in group]
-        x = torch.zeros(len(specs), 1, specs[0].shape[0], max(width, *(s.shape[-1] for s in specs)))
-        for row, s in enumerate(specs):
-            x[row, 0, :, : s.shape[-1]] = s
-        lengths = torch.tensor([s.shape[-1] for s in specs])
+        x = torch.zeros(len(specs), 1, specs[0].shape[0], max(width, *(spec.shape[-1] for spec in specs)))
+        for row, spec in enumerate(specs):
+            x[row, 0, :, : spec.shape[-1]] = spec
+        lengths = torch.tensor([spec.shape[-1] for spec in specs])
         logits, _ = module(x.to(module.device), lengths.to(module.device))
         out.append(logits.float().softmax(-1).cpu())
     return torch.cat(out)

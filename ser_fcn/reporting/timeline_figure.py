@@ -27,8 +27,8 @@ def draw_timeline(spec: np.ndarray, t0: float, hop_s: float, segments: list[dict
     top.set_title(title, fontsize=9)
     mids = np.array([(s["start"] + s["end"]) / 2 for s in segments])
     for c in class_names:
-        p = np.array([s["probabilities"][c] if s["probabilities"] else np.nan for s in segments])
-        bottom.plot(mids, p, marker=".", label=c)
+        pred = np.array([s["probabilities"][c] if s["probabilities"] else np.nan for s in segments])
+        bottom.plot(mids, pred, marker=".", label=c)
     for s in segments:
         if s["label"] == SILENT:
             bottom.axvspan(s["start"], s["end"], color="0.85", lw=0)
