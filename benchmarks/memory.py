@@ -98,6 +98,9 @@ def _child(argv: list[str]) -> None:
     ap.add_argument("--max-frames-per-batch", type=int, default=None, help="default: SERDataModule's")
     ap.add_argument("--cache-dtype", default=None, help="default: SERDataModule's (the cache must hold this dtype)")
     args = ap.parse_args(argv)
+    from ser_fcn.utils.allocator import configure_allocator
+
+    configured = configure_allocator()  # as `python -m ser_fcn` does
     t_start = time.perf_counter()
     rss_start = rss_mb()
 
@@ -148,6 +151,7 @@ def _child(argv: list[str]) -> None:
     itemsize = 2 if dm.hparams.cache_dtype == "float16" else 4
     print(json.dumps({
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "allocator_configured": configured,
         "rss_mb": {"start": round(rss_start, 1), "after_imports": round(rss_imports, 1), "after_setup": round(rss_setup, 1)},
         "per_batch": per_batch,
         "batches_run": len(per_batch),

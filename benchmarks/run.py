@@ -24,7 +24,7 @@ from ser_fcn.data.sampler import MAX_FRAMES_PER_BATCH, NUM_BUCKETS
 from ser_fcn.utils import atomic
 from ser_fcn.utils.machine import cpu_flags, cpu_model
 
-from . import corpus, features, gpu, memory, padding, timeline, training
+from . import corpus, features, gpu, memory, memory_epochs, padding, timeline, training
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,12 @@ class Sizes:
     memory_batches: int  # at most (an epoch has fewer at full size: all of them, time allowing)
     memory_time_budget_s: float  # of training in the memory child
     loader_time_budget_s: float
+    growth_utterances: int  # corpus of the memory-per-epoch child (fold 1 trains on 4/5 of it)
+    growth_epochs: int
 
 
-FULL = Sizes(2900, 1.0, None, 12, 500, 48, 3, 2900, 400, 300.0, 60.0)
-QUICK = Sizes(80, 0.25, 1200, 1, 300, 3, 1, 40, 1, 20.0, 5.0)
+FULL = Sizes(2900, 1.0, None, 12, 500, 48, 3, 2900, 400, 300.0, 60.0, 300, 5)
+QUICK = Sizes(80, 0.25, 1200, 1, 300, 3, 1, 40, 1, 20.0, 5.0, 40, 2)
 
 
 def machine() -> dict:
@@ -117,6 +119,10 @@ GOALS = [
     Goal("memory", "peak RSS of a training epoch < 3 GB", _memory_gb, 3.0, True,
          lambda r: f"{_memory_gb(r):.2f} GB ({r['memory']['batches_run']} of {r['memory']['batches_per_epoch']} batches, heaviest "
                    f"first; {r['memory']['utterances']} utterances, {r['memory']['cache_dtype']} cache)"),
+    Goal("memory_growth", "RSS growth per training epoch < 2 % of the first epoch's peak",
+         lambda r: r["memory_epochs"]["growth_share_of_first_peak"], memory_epochs.GROWTH_GOAL, True,
+         lambda r: f"{_fmt_pct(r['memory_epochs']['growth_share_of_first_peak'])} ({r['memory_epochs']['growth_mb_per_epoch']:+.1f} MiB "
+                   f"an epoch; end-of-epoch RSS " + ", ".join(f"{e['rss_mb']:.0f}" for e in r["memory_epochs"]["per_epoch"]) + " MiB)"),
     Goal("timeline_rtf", "predict --timeline, 1 h file, 2 threads: >= 100x real time", lambda r: r["timeline"]["rtf"], 100, False,
          lambda r: f"{r['timeline']['rtf']:.0f}x ({r['timeline']['audio_seconds']:.0f} s in {r['timeline']['wall_seconds']:.1f} s; "
                    f"load {r['timeline']['load_average_start']})"),
@@ -203,14 +209,19 @@ def markdown(r: dict, rows: list[dict]) -> str:
         f"Peak RSS (getrusage) {mem['peak_rss_mb']:.0f} MiB; RSS after imports {mem['rss_mb']['after_imports']:.0f} MiB, "
         f"after setup {mem['rss_mb']['after_setup']:.0f} MiB, after batches "
         f"{', '.join(str(b['batch'] + 1) for b in trace)}: {', '.join(str(int(b['rss_mb'])) for b in trace)} MiB "
-        f"(a drift of {mem_slope:+.1f} MiB a batch over the second half of the run: freed activations that glibc's "
-        f"malloc keeps in its heap). Every batch is capped at "
+        f"(a drift of {mem_slope:+.1f} MiB a batch over the second half of the run; glibc's mmap threshold "
+        f"{'fixed by ser_fcn.utils.allocator, as `python -m ser_fcn` does' if mem.get('allocator_configured') else 'left at its default'}). "
+        f"Every batch is capped at "
         f"{mem['max_frames_per_batch']} padded frames. The loader reads each utterance "
         f"from the cache when its batch is built, so the cache dtype sets disk and page cache, not RSS: the whole training "
         f"split would take {mem['train_features_if_held_in_ram_mb']:.0f} MiB in {mem['cache_dtype']} "
         f"({mem['train_features_float32_mb']:.0f} MiB in float32) even if it were held in memory.",
         f"6. **GPU**: {r['gpu'].get('reason') or 'see bench.json'}.",
         f"7. **Timeline**: {timeline.__doc__.split(chr(10), 2)[2].strip()} {r['timeline']['windows']} windows.",
+        f"8. **Memory over epochs**: {' '.join(memory_epochs.__doc__.split(chr(10), 2)[2].split())} Here: "
+        f"{r['memory_epochs']['train_utterances']} training utterances, {r['memory_epochs']['epochs']} epochs, end-of-epoch RSS "
+        f"{', '.join(str(int(e['rss_mb'])) for e in r['memory_epochs']['per_epoch'])} MiB, peaks "
+        f"{', '.join(str(int(e['peak_rss_mb'])) for e in r['memory_epochs']['per_epoch'])} MiB.",
     ]
     if t.get("profile_top_ops"):
         conv = sum(o["share"] for o in t["profile_top_ops"] if "convolution" in o["op"])
@@ -280,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"[5/6] memory: training in a fresh process, heaviest batches first, for up to {sizes.memory_time_budget_s:.0f} s")
         r["memory"] = memory.measure(*mem_args)
         phase("memory")
+        log(f"[5b/6] memory over {sizes.growth_epochs} whole epochs of {sizes.growth_utterances} utterances, fresh process")
+        growth_lengths = np.maximum(1, (corpus.frame_lengths(sizes.growth_utterances, seed=3) * sizes.length_scale).astype(np.int64))
+        growth_manifest, growth_cache = corpus.synthetic_cached_corpus(Path(tmp) / "growth", growth_lengths)
+        r["memory_epochs"] = memory_epochs.measure(growth_manifest, growth_cache, sizes.growth_epochs, sizes.max_frames_per_batch)
+        phase("memory_epochs")
         log("[timeline] predict --timeline on a one-hour file (--quick: one minute), fresh process")
         r["timeline"] = timeline.measure(60.0 if args.quick else 3600.0)
         phase("timeline")

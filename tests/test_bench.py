@@ -8,7 +8,7 @@ import sys
 import pytest
 from helpers import REPO
 
-GOALS = {"padding", "throughput", "compute_efficiency", "cache_rtf", "loader", "memory", "gpu", "timeline_rtf", "timeline_memory"}
+GOALS = {"padding", "throughput", "compute_efficiency", "cache_rtf", "loader", "memory", "memory_growth", "gpu", "timeline_rtf", "timeline_memory"}
 
 
 @pytest.mark.slow  # a subprocess-heavy end-to-end run: `make test-slow` (CI runs it)
@@ -47,6 +47,10 @@ def test_quick_bench_writes_the_results(tmp_path):
     m = r["memory"]
     assert m["batches_run"] >= 1 and 100 < m["peak_rss_mb"] < 64 * 1024
     assert m["peak_rss_mb"] >= max(b["rss_mb"] for b in m["per_batch"]) - 1
+    assert m["allocator_configured"] is True  # the children run with the entry point's malloc setting
+    grow = r["memory_epochs"]
+    assert grow["allocator_configured"] is True and [e["epoch"] for e in grow["per_epoch"]] == list(range(grow["epochs"]))
+    assert all(e["peak_rss_mb"] >= e["rss_mb"] - 1 for e in grow["per_epoch"])
     tl = r["timeline"]
     assert tl["audio_seconds"] == 60.0 and tl["windows"] >= 55 and 0 < tl["silent_windows"] < tl["windows"]
     assert tl["threads"] == 2 and 100 < tl["peak_rss_mb"] < 64 * 1024
