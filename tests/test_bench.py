@@ -32,7 +32,8 @@ def test_quick_bench_writes_the_results(tmp_path):
     for name, g in r["goals"].items():
         if name == "gpu":
             continue
-        assert isinstance(g["ok"], bool) and math.isfinite(g["value"]) and g["value"] > 0, (name, g)
+        assert isinstance(g["ok"], bool) and math.isfinite(g["value"]), (name, g)
+        assert g["value"] > 0 or (name == "memory_growth" and g["value"] > -1), (name, g)  # memory may shrink
 
     p = r["padding"]
     assert 0 <= p["bucketed_padding"] < p["random_padding"] < 1
