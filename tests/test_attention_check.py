@@ -142,3 +142,10 @@ def test_mean_pooling_checkpoint_measures_exactly_uniform(planted, tmp_path):
     assert result["utterances"] and result["lam"] == 0.0
     assert [r["ratio"] for r in result["utterances"]] == pytest.approx([1.0] * len(result["utterances"]))
     assert all(0 < r["region_share"] < 1 for r in result["utterances"])
+
+
+def test_a_constant_answer_is_flagged():
+    from ser_fcn.reporting.attention_study import constant_answer
+
+    assert constant_answer({"confusion_matrix": [[3, 0, 0], [2, 0, 0], [1, 0, 0]]})
+    assert not constant_answer({"confusion_matrix": [[3, 0, 0], [1, 1, 0], [1, 0, 0]]})
