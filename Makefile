@@ -18,7 +18,7 @@ AUDIO_ROOT ?=
 TABLE_EXTRA ?=
 TABLE_ARGS = --profile $(PROFILE) --protocol $(PROTOCOL) $(if $(FOLDS),--folds $(FOLDS)) $(if $(IEMOCAP),--iemocap $(IEMOCAP)) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(EMOBOX),--emobox $(EMOBOX) --audio-root $(AUDIO_ROOT)) $(TABLE_EXTRA)
 
-.PHONY: install demo test test-slow test-all bench table1 table2 figure4 clean
+.PHONY: install demo test test-slow test-all bench table1 table2 figure4 attention-check clean
 
 install: .venv/.installed
 
@@ -41,6 +41,12 @@ test-all: install  ## everything: make test + make test-slow
 
 figure4: install  ## Figure 4: spectrograms and attention of the newest demo checkpoint -> results/figure4.png
 	$(PY) -m ser_fcn figure4
+
+# make attention-check: ATTN_UPS utterances per speaker of the planted corpus, ATTN_MODELS to train
+ATTN_UPS ?= 40
+ATTN_MODELS ?= fcn_attn fcn_meanpool alexnet_random
+attention-check: install  ## planted corpus; FCN+attention, mean pooling, AlexNet on ONE fold -> results/attention_check.md
+	$(PY) -m ser_fcn attention-study --utterances_per_speaker $(ATTN_UPS) --models $(ATTN_MODELS)
 
 table1: install  ## Table I: AlexNet / VGG16 baselines, 5-fold CV (resumable) -> results/table1.md
 	$(PY) -m ser_fcn table1 $(TABLE_ARGS)

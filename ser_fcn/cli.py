@@ -2,7 +2,8 @@
 
 Training commands (`fit`, `validate`, `test`) go through LightningCLI, with
 `ser_fcn/configs/base.yaml` as the default config that experiment files override.
-Corpus commands (`manifest`, `demo-data`, `emobox-demo`) and the checkpoint users (`predict`, `figure4`;
+Corpus commands (`manifest`, `demo-data`, `emobox-demo`) and the checkpoint users (`predict`, `figure4`,
+`attention-check`, `attention-study`;
 ser_fcn/reporting/) are plain argparse.
 """
 
@@ -183,9 +184,13 @@ def _cmd_demo_data(argv: list[str]) -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--utterances_per_speaker", type=int, default=UTTERANCES_PER_SPEAKER)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--planted", action="store_true",
+                        help="neutral speech with the emotion in one region per utterance (planted_regions.csv)")
     args = parser.parse_args(argv)
-    corpus = generate_demo_corpus(args.out, utterances_per_speaker=args.utterances_per_speaker, seed=args.seed)
-    print(f"demo corpus: {corpus.root} ({len(corpus.utterances)} labelled utterances)")
+    corpus = generate_demo_corpus(args.out, utterances_per_speaker=args.utterances_per_speaker, seed=args.seed,
+                                  planted=args.planted)
+    kind = "planted demo corpus" if args.planted else "demo corpus"
+    print(f"{kind}: {corpus.root} ({len(corpus.utterances)} labelled utterances)")
 
 
 def _cmd_emobox_demo(argv: list[str]) -> None:
@@ -228,6 +233,18 @@ def _cmd_figure4(argv: list[str]) -> None:
     figure4_main(argv)
 
 
+def _cmd_attention_check(argv: list[str]) -> None:
+    from .reporting.attention_check import main as attention_check_main
+
+    attention_check_main(argv)
+
+
+def _cmd_attention_study(argv: list[str]) -> None:
+    from .reporting.attention_study import main as attention_study_main
+
+    attention_study_main(argv)
+
+
 def _cmd_cv(argv: list[str]) -> None:
     from .reporting.crossval import main as cv_main
 
@@ -245,7 +262,8 @@ def _cmd_table(number: int):
 
 COMMANDS = {"manifest": _cmd_manifest, "demo-data": _cmd_demo_data, "emobox-demo": _cmd_emobox_demo,
             "predict": _cmd_predict, "figure4": _cmd_figure4, "export": _cmd_export, "evaluate": _cmd_evaluate,
-            "cv": _cmd_cv, "table1": _cmd_table(1), "table2": _cmd_table(2)}
+            "cv": _cmd_cv, "table1": _cmd_table(1), "table2": _cmd_table(2),
+            "attention-check": _cmd_attention_check, "attention-study": _cmd_attention_study}
 
 
 def run_cli(args: list[str] | None = None) -> SERCLI:

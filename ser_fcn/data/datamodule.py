@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .collate import pad_collate, segment_collate
-from .demo_corpus import UTTERANCES_PER_SPEAKER, generate_demo_corpus
+from .demo_corpus import REGIONS_NAME, UTTERANCES_PER_SPEAKER, generate_demo_corpus
 from .emobox import emobox_split, fold_keys, label_map_classes, read_emobox_fold
 from .segments import segment_spans
 from .features import FeatureCache, SpectrogramConfig
@@ -175,6 +175,8 @@ class SERDataModule(L.LightningDataModule):
         hp = self.hparams
         if hp.emobox:
             return f"EmoBox {Path(hp.emobox).resolve().name}"
+        if hp.root and (Path(hp.root) / REGIONS_NAME).is_file():
+            return "planted demo (synthetic)"  # demo-data --planted, read as an IEMOCAP tree
         return "manifest" if hp.manifest else "IEMOCAP" if hp.root else "demo (synthetic)"
 
     # --- corpus -> manifest ---------------------------------------------------------

@@ -41,6 +41,15 @@ ROOT_NAME = "IEMOCAP_full_release"
 MARKER_NAME = "demo_corpus.json"
 UTTERANCES_PER_SPEAKER = 60  # default size: 600 utterances, ~32 min, 320 in the paper's improvised 4-class subset
 README_NAME = "DEMO_CORPUS.txt"
+# Planted variant (generate_demo_corpus(planted=True)): neutral speech of PLANTED_SECONDS with the
+# labelled emotion only inside one region of PLANTED_REGION_SECONDS, listed in REGIONS_NAME.
+PLANTED_SECONDS = (3.0, 6.0)
+PLANTED_REGION_SECONDS = (0.6, 1.5)
+PLANTED_MARGIN_S = 0.3  # the region starts and ends at least this far inside the utterance
+PLANTED_SPREAD_SCALE = 0.5  # the region's profile varies half as much as _SPREAD: clear where present
+PLANTED_CROSSFADE_S = 0.02  # raised-cosine splice at both ends of the region
+REGIONS_NAME = "planted_regions.csv"
+REGION_COLUMNS = ("utterance_id", "label", "start_s", "end_s", "duration_s")
 
 # Share of each code among one speaker's utterances (jittered per speaker). Improvised
 # neu/hap/sad/ang is ~76% of the improvised part, exc adds ~7% (IEMOCAP: ~72% and ~17%).
@@ -103,8 +112,13 @@ def generate_demo_corpus(
     seed: int = 0,
     sample_rate: int = 16000,
     progress: bool = True,
+    planted: bool = False,
 ) -> DemoCorpusSummary:
     """Write (or reuse) a synthetic corpus at `<out_dir>/IEMOCAP_full_release`.
+
+    `planted`: the premise of the paper by construction. Every utterance (PLANTED_SECONDS long)
+    is neutral speech except one region (PLANTED_REGION_SECONDS) spoken with its label's
+    profile; `<root>/planted_regions.csv` gives each region's start and end (seconds into the wav).
 
     `utterances_per_speaker` counts all of a speaker's utterances (every code, improvised
     and scripted); there are 10 speakers. A complete corpus made with the same parameters
@@ -119,6 +133,8 @@ def generate_demo_corpus(
         raise ValueError(f"sample_rate {sample_rate} is too low for the formants (>= 8000)")
     params = {"generator_version": GENERATOR_VERSION, "utterances_per_speaker": int(utterances_per_speaker),
               "scripted_fraction": float(scripted_fraction), "seed": int(seed), "sample_rate": int(sample_rate)}
+    if planted:  # only then: the parameters (and caches) of ordinary corpora stay as they were
+        params["planted"] = True
     out_dir = Path(out_dir).resolve()
     root = out_dir / ROOT_NAME
     cached = _load_marker(root, params)
@@ -208,13 +224,13 @@ def _plan(params: dict, n_impro: int, n_script: int) -> list[dict]:
             counter = Counter()
             for i in order:
                 letter, code = turns[i]
-                n_samples = int(round(_duration(rng) * sr))
+                n_samples = int(round((_planted_duration(rng) if params.get("planted") else _duration(rng)) * sr))
                 start = round(clock, 4)
                 end = round(start + n_samples / sr, 4)
                 utts.append({"utterance_id": f"{dialog}_{letter}{counter[letter]:03d}", "label": str(code),
                              "speaker": f"{session}{letter}", "session": session, "improvised": "impro" in dialog,
                              "duration_s": n_samples / sr, "dialog": dialog, "start_s": start, "end_s": end,
-                             "n_samples": n_samples})
+                             "n_samples": n_samples, **(_planted_region(n_samples / sr, rng) if params.get("planted") else {})})
                 counter[letter] += 1
                 clock = end + rng.uniform(0.2, 2.5)
     _ensure_every_code(utts, rng)
@@ -227,6 +243,17 @@ def _duration(rng) -> float:
         seconds = 2.6 * np.exp(0.6 * rng.standard_normal())
         if 1.0 <= seconds <= 20.0:
             return float(seconds)
+
+
+def _planted_duration(rng) -> float:
+    return float(rng.uniform(*PLANTED_SECONDS))
+
+
+def _planted_region(seconds: float, rng) -> dict:
+    """Start and end (s, into the utterance) of the emotional region of a planted utterance."""
+    length = rng.uniform(*PLANTED_REGION_SECONDS)
+    start = rng.uniform(PLANTED_MARGIN_S, seconds - PLANTED_MARGIN_S - length)
+    return {"region_start_s": round(float(start), 4), "region_end_s": round(float(start + length), 4)}
 
 
 def _ensure_every_code(utts: list[dict], rng) -> None:
@@ -264,14 +291,14 @@ def _speakers(seed: int) -> dict[str, dict]:
     return out
 
 
-def _profile(code: str, rng) -> np.ndarray:
+def _profile(code: str, rng, spread_scale: float = 1.0) -> np.ndarray:
     if code in _PROFILE:
         mean = np.array(_PROFILE[code])
     else:  # xxx: annotators disagreed, the voice sits between two emotions
         first, second = rng.choice(["neu", "hap", "sad", "ang", "exc", "fru"], size=2, replace=False)
         share = rng.uniform()
         mean = share * np.array(_PROFILE[first]) + (1 - share) * np.array(_PROFILE[second])
-    return mean + _SPREAD * rng.standard_normal(len(_SPREAD))
+    return mean + spread_scale * _SPREAD * rng.standard_normal(len(_SPREAD))
 
 
 def _syllable_spans(start: int, stop: int, sr: int, tempo: float, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -339,12 +366,14 @@ def _syllable_sound(excitation: np.ndarray, formants: np.ndarray, tilt: float, s
     return sound
 
 
-def _synthesize(n: int, sr: int, code: str, spk: dict, rng) -> np.ndarray:
-    """One utterance of `n` samples, float64 in [-1, 1]."""
-    shift, f0_range, tempo, level_db, tilt, breath = _profile(code, rng)
+def _synthesize(n: int, sr: int, code: str, spk: dict, rng, edges_s: tuple[float, float] | None = None,
+                spread_scale: float = 1.0) -> np.ndarray:
+    """One utterance of `n` samples, float64 in [-1, 1]. `edges_s`: its leading and trailing
+    silence (s), by default random; `spread_scale` scales the per-utterance profile spread."""
+    shift, f0_range, tempo, level_db, tilt, breath = _profile(code, rng, spread_scale)
     tempo = max(2.0, tempo * spk["tempo"])
     f0_range, breath, tilt = max(0.3, f0_range), float(np.clip(breath, 0.0, 0.5)), tilt + spk["tilt"]
-    edges = rng.uniform(0.08, 0.5, size=2)  # leading and trailing silence
+    edges = rng.uniform(0.08, 0.5, size=2) if edges_s is None else np.array(edges_s, float)  # leading and trailing silence
     edges *= min(1.0, 0.4 * (n / sr) / edges.sum())  # speech fills at least 60%
     speech_start, speech_stop = int(edges[0] * sr), n - int(edges[1] * sr)
     onsets, offsets = _syllable_spans(speech_start, speech_stop, sr, tempo, rng)
@@ -369,6 +398,55 @@ def _synthesize(n: int, sr: int, code: str, spk: dict, rng) -> np.ndarray:
     gain = 10.0 ** ((-30.0 + spk["gain_db"] + level_db) / 20.0) / (np.sqrt(np.mean(out[active] ** 2)) + 1e-12)
     out = out * gain + 10.0 ** (spk["noise_db"] / 20.0) * rng.standard_normal(n)
     return np.clip(out, -1.0, 1.0)  # shouting clips, as it does in real recordings
+
+
+def _synthesize_planted(n: int, sr: int, code: str, region_s: tuple[float, float], spk: dict, rng) -> np.ndarray:
+    """Neutral speech of `n` samples whose samples in `region_s` (seconds) are replaced, with a
+    raised-cosine crossfade, by speech of `code`'s profile (the same speaker, near-contiguous)."""
+    neutral = _synthesize(n, sr, "neu", spk, rng)
+    start, stop = (int(round(seconds * sr)) for seconds in region_s)
+    emotional = _synthesize(stop - start, sr, code, spk, rng, edges_s=(0.03, 0.03), spread_scale=PLANTED_SPREAD_SCALE)
+    ramp = min(int(PLANTED_CROSSFADE_S * sr), (stop - start) // 4)
+    weight = np.ones(stop - start)
+    fade = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)
+    weight[:ramp], weight[len(weight) - ramp:] = fade, fade[::-1]
+    out = neutral.copy()
+    out[start:stop] = (1.0 - weight) * neutral[start:stop] + weight * emotional
+    return out
+
+
+def _utterance_audio(u: dict, params: dict, spk: dict, rng) -> np.ndarray:
+    if params.get("planted"):
+        region = (u["region_start_s"], u["region_end_s"])
+        return _synthesize_planted(u["n_samples"], params["sample_rate"], u["label"], region, spk, rng)
+    return _synthesize(u["n_samples"], params["sample_rate"], u["label"], spk, rng)
+
+
+def _write_regions(root: Path, utts: list[dict]) -> None:
+    """The sidecar of a planted corpus: utterance_id,label,start_s,end_s,duration_s (CSV)."""
+    lines = [",".join(REGION_COLUMNS)]
+    for u in utts:
+        lines.append(f"{u['utterance_id']},{u['label']},{u['region_start_s']:.4f},{u['region_end_s']:.4f},{u['duration_s']:.4f}")
+    atomic.write_text(root / REGIONS_NAME, "\n".join(lines) + "\n")
+
+
+def read_regions(root: str | Path) -> dict[str, tuple[float, float]]:
+    """utterance id -> (start_s, end_s) of a planted corpus's emotional region, from its sidecar."""
+    path = Path(root) / REGIONS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no planted-region file; write the corpus with "
+                                "`python -m ser_fcn demo-data --planted --out DIR`")
+    lines = path.read_text().splitlines()
+    if not lines or tuple(lines[0].split(",")) != REGION_COLUMNS:
+        raise ValueError(f"{path}: the header must be {','.join(REGION_COLUMNS)}")
+    regions = {}
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split(",")
+        try:
+            regions[fields[0]] = (float(fields[2]), float(fields[3]))
+        except (IndexError, ValueError):
+            raise ValueError(f"{path}, line {number}: expected {len(REGION_COLUMNS)} fields, got {line!r}") from None
+    return regions
 
 
 def _write_wav(path: Path, x: np.ndarray, sr: int) -> None:
@@ -430,7 +508,7 @@ def _write_corpus(root: Path, params: dict, n_impro: int, n_script: int, progres
             words = ("".join(rng.choice(list("aeioubdgklmnprst"), size=rng.integers(2, 7))) for _ in range(rng.integers(2, 9)))
             trans.append(f"{uid} [{utt['start_s']:08.4f}-{utt['end_s']:08.4f}]: " + " ".join(words))
             u_rng = np.random.default_rng([seed, 4, index])
-            audio = _synthesize(utt["n_samples"], sr, utt["label"], speakers[utt["speaker"]], u_rng)
+            audio = _utterance_audio(utt, params, speakers[utt["speaker"]], u_rng)
             _write_wav(wdir / f"{uid}.wav", audio, sr)
             if index in junk_wavs:
                 (wdir / f"._{uid}.wav").write_bytes(_APPLEDOUBLE)
@@ -447,6 +525,9 @@ def _write_corpus(root: Path, params: dict, n_impro: int, n_script: int, progres
     bar.close()
     _write_readme(root, params, utts)
     keys = ("utterance_id", "label", "speaker", "session", "improvised", "duration_s", "dialog")
+    if params.get("planted"):
+        _write_regions(root, utts)
+        keys += ("region_start_s", "region_end_s")
     return [{**{k: utt[k] for k in keys},
              "path": f"Session{utt['session']}/sentences/wav/{utt['dialog']}/{utt['utterance_id']}.wav"} for utt in utts]
 
@@ -461,7 +542,10 @@ def _write_readme(root: Path, params: dict, utts: list[dict]) -> None:
         "corpus. The audio is synthetic (a source-filter caricature of speech); the emotions are\n"
         "acoustic profiles (pitch, range, tempo, loudness, spectral tilt) with overlapping spreads.\n"
         "Results on it say nothing about IEMOCAP or real emotion recognition.\n\n"
-        f"parameters: {json.dumps(params)}\n"
+        + (f"PLANTED: every utterance is neutral speech except one region, spoken with its label's\n"
+           f"profile; {REGIONS_NAME} gives each region's start and end (seconds into the wav).\n\n"
+           if params.get("planted") else "")
+        + f"parameters: {json.dumps(params)}\n"
         f"{len(utts)} utterances, {minutes:.1f} minutes of audio; codes: "
         + ", ".join(f"{k} {v}" for k, v in sorted(codes.items())) + "\n"
     )
