@@ -3,11 +3,9 @@ evaluate tests (built once per test session, on first use)."""
 
 from pathlib import Path
 
-import pytest
-
 from ser_fcn.cli import run_cli
 
-from helpers import REPO, fit_args
+from helpers import fit_args
 
 
 def tiny_checkpoint(demo_corpus, tmp_path_factory) -> tuple[Path, Path]:
@@ -16,12 +14,5 @@ def tiny_checkpoint(demo_corpus, tmp_path_factory) -> tuple[Path, Path]:
     found = sorted((run_dir / "checkpoints").glob("best-*.ckpt")) if (run_dir / "results.json").is_file() else []
     if found:
         return found[0], run_dir
-    config = "fcn_attn_random.yaml" if (REPO / "experiments" / "fcn_attn_random.yaml").is_file() else "fcn_attn.yaml"
-    with pytest.MonkeyPatch.context() as mp:  # module-scoped callers run before conftest's autouse fixture
-        mp.setenv("SER_FCN_CACHE", str(tmp_path_factory.getbasetemp() / "ser_fcn_cache"))
-        mp.setenv("WANDB_MODE", "offline")
-        mp.setenv("WANDB_SILENT", "true")
-        run_cli(["fit", *fit_args(demo_corpus.root, run_dir, "--model.net.init_args.weights", "null",
-                                  "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
-                                  config=config)])
+    run_cli(["fit", *fit_args(demo_corpus.root, run_dir, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3")])
     return next((run_dir / "checkpoints").glob("best-*.ckpt")), run_dir

@@ -24,12 +24,8 @@ def trained(demo_corpus, tmp_path_factory):
     """A 1-epoch fit. float32 feature cache: the dataloader sees exactly the spectrogram
     `predict` computes from the wav, so the two paths can be compared tightly."""
     run_dir = tmp_path_factory.mktemp("runs") / "fit"
-    with pytest.MonkeyPatch.context() as mp:  # module scope runs before conftest's autouse fixture
-        mp.setenv("SER_FCN_CACHE", str(tmp_path_factory.getbasetemp() / "ser_fcn_cache"))
-        mp.setenv("WANDB_MODE", "offline")
-        mp.setenv("WANDB_SILENT", "true")
-        cli = run_cli(["fit", *tiny_args(demo_corpus.root, run_dir, "--data.cache_dtype", "float32",
-                                         "--trainer.limit_train_batches", "2", "--test_after_fit", "false")])
+    cli = run_cli(["fit", *tiny_args(demo_corpus.root, run_dir, "--data.cache_dtype", "float32",
+                                     "--trainer.limit_train_batches", "2", "--test_after_fit", "false")])
     ckpt = next((run_dir / "checkpoints").glob("best-*.ckpt"))
     return cli, run_dir, ckpt
 

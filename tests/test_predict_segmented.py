@@ -19,14 +19,10 @@ def segmented(demo_corpus, tmp_path_factory):
     """A 1-batch fit of the AlexNet baseline on 3 s segments (float32 cache, so `predict`'s
     spectrogram is the dataloader's)."""
     run_dir = tmp_path_factory.mktemp("runs") / "seg"
-    with pytest.MonkeyPatch.context() as mp:  # module scope runs before conftest's autouse fixture
-        mp.setenv("SER_FCN_CACHE", str(tmp_path_factory.getbasetemp() / "ser_fcn_cache"))
-        mp.setenv("WANDB_MODE", "offline")
-        mp.setenv("WANDB_SILENT", "true")
-        cli = run_cli(["fit", *fit_args(demo_corpus.root, run_dir, "--trainer.max_epochs", "1",
-                                        "--trainer.limit_train_batches", "1", "--data.cache_dtype", "float32",
-                                        "--test_after_fit", "false", "--trainer.logger", "false",
-                                        config="alexnet_random.yaml")])
+    cli = run_cli(["fit", *fit_args(demo_corpus.root, run_dir, "--trainer.max_epochs", "1",
+                                    "--trainer.limit_train_batches", "1", "--data.cache_dtype", "float32",
+                                    "--test_after_fit", "false", "--trainer.logger", "false",
+                                    config="alexnet_random.yaml")])
     return cli, next((run_dir / "checkpoints").glob("best-*.ckpt"))
 
 
