@@ -1,8 +1,12 @@
 """The paper's Tables I and II next to this package's cross-validated figures.
 
     python -m ser_fcn table1 [--profile quick|full|FILE] [--iemocap DIR] [--weights-dir DIR] [--folds 5|10]
-                             [--protocol paper|common|FILE] [--emobox DIR --audio-root DIR]
+                             [--protocol paper|common|FILE] [--emobox DIR --audio-root DIR] [--seeds N]
     python -m ser_fcn table2 [same options]
+
+`--seeds N` trains every fold with the seeds 0..N-1 (crossval.py). Each 'here' cell is the
+mean and 95 % confidence interval over the folds x seeds runs; every other row is compared on
+UA with the FCN + attention row by a paired Wilcoxon test (`choose_reference`, stats.py).
 
 `--protocol common` adds experiments/protocols/common.yaml after each experiment file (all
 sessions, exc as hap) and, in Table II, published rows under that protocol (references.py).
