@@ -16,7 +16,9 @@ EMOBOX ?=
 AUDIO_ROOT ?=
 # TABLE_EXTRA: more words for every fold's fit, e.g. TABLE_EXTRA="--model.net.init_args.weights null"
 TABLE_EXTRA ?=
-TABLE_ARGS = --profile $(PROFILE) --protocol $(PROTOCOL) $(if $(FOLDS),--folds $(FOLDS)) $(if $(IEMOCAP),--iemocap $(IEMOCAP)) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(EMOBOX),--emobox $(EMOBOX) --audio-root $(AUDIO_ROOT)) $(TABLE_EXTRA)
+# SEEDS=3: train every fold with the seeds 0, 1, 2 (more pairs for the tables' paired tests)
+SEEDS ?= 1
+TABLE_ARGS = --profile $(PROFILE) --protocol $(PROTOCOL) $(if $(FOLDS),--folds $(FOLDS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(IEMOCAP),--iemocap $(IEMOCAP)) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(EMOBOX),--emobox $(EMOBOX) --audio-root $(AUDIO_ROOT)) $(TABLE_EXTRA)
 
 .PHONY: install demo test test-slow test-all bench table1 table2 figure4 attention-check clean
 

@@ -76,6 +76,8 @@ class FakeFit:
 
     def __init__(self, fail: set[str] = frozenset()):
         self.trained: list[str] = []
+        self.commands: dict[str, list[str]] = {}
+        self.found: dict[str, list[str]] = {}  # the files of each run folder when its fit started
         self.fail = set(fail)
 
     def __call__(self, cmd: list[str], log: Path) -> int:
@@ -84,6 +86,8 @@ class FakeFit:
         swap = cmd[cmd.index("--data.swap_speakers") + 1] == "true"
         assert cmd[cmd.index("fit") - 2:cmd.index("fit")] == ["-m", "ser_fcn"]
         self.trained.append(run_dir.name)
+        self.commands[run_dir.name] = cmd
+        self.found[run_dir.name] = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
         log.write_text("GPU available: False, used: False\n")
         if run_dir.name in self.fail:
             (run_dir / "checkpoints").mkdir(parents=True)  # died mid-fold
@@ -218,6 +222,14 @@ def _agg(tmp_path: Path, name: str, scale: int = 1) -> dict:
     return agg
 
 
+def main_rows(md: str) -> list[str]:
+    """The rows of a table's first markdown table (not the per-class recall table beneath)."""
+    lines = md.splitlines()
+    start = lines.index("|---|---|---|---|---|") + 1
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("| "))
+    return lines[start:end]
+
+
 def test_table1_markdown_has_the_papers_rows_and_figures_and_what_produced_it(tmp_path):
     agg = _agg(tmp_path, "alexnet_random")
     outcomes = [tables.Outcome(tables.TABLE1[0], agg=agg, init="random"),
@@ -226,12 +238,13 @@ def test_table1_markdown_has_the_papers_rows_and_figures_and_what_produced_it(tm
                 tables.Outcome(tables.TABLE1[3], note=tables.OFFLINE)]
     md = tables.render_table(1, outcomes, "quick", EXPERIMENTS / "profiles" / "quick.yaml")
     assert "| System | WA paper | WA here | UA paper | UA here |" in md
-    rows = [line for line in md.splitlines() if line.startswith("| ") and "System" not in line]
+    rows = main_rows(md)
     assert [r.split(" | ")[0][2:] for r in rows] == ["AlexNet Random-init", "AlexNet Finetuning",
                                                       "VGGNet-16 Random-init", "VGGNet-16 Finetuning"]
     for row, (wa, ua) in zip(rows, [(66.5, 54.8), (67.9, 57.3), (65.3, 54.8), (66.8, 56.7)]):
         assert f"| {wa} |" in row and f"| {ua} |" in row
-    here = f"{100 * agg['wa']['mean']:.1f} ± {100 * agg['wa']['std']:.1f}"
+    ci = agg["wa"]["ci"]
+    here = f"{100 * agg['wa']['mean']:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
     assert here in rows[0] and "not run: ImageNet weights unavailable (offline)" in rows[1]
     assert "SYNTHETIC demo corpus" in md and "improvised dialogs only" in md and "classes neu, hap, sad, ang" in md
     assert "merge_exc false" in md and "Device: CPU: Test CPU (2 cores)" in md and "**quick**" in md

@@ -1,22 +1,30 @@
-"""Cross-validation: one experiment over every fold, each fold a `fit` in its own process.
+"""Cross-validation: one experiment over every fold and seed, each a `fit` in its own process.
 
-    python -m ser_fcn cv --config experiments/fcn_attn.yaml [--folds 5|10] [--out DIR] [overrides…]
+    python -m ser_fcn cv --config experiments/fcn_attn.yaml [--folds 5|10] [--seeds N] [--out DIR] [overrides…]
 
 Fold k trains in `<out>/fold<k>` (`<out>/fold<k>-swap` for the five extra folds of
 `--folds 10`: validation and test speakers exchanged) through `python -m ser_fcn fit
---run_dir …`, which tests the best checkpoint and writes `results.json`. That file marks the
-fold as done: a rerun skips it. A fold folder without it (a run killed mid-fold) is cleared
-and the fold retrained. Once a fold is done only its tested (best) checkpoint is kept; the
-others (last.ckpt …, 1.6 GB each for VGG16 with Adam state) are deleted unless
---keep-checkpoints. Each fold's output goes to `<out>/logs/<fold>.log` (appended, so a
-crashed attempt stays readable). `<out>/aggregate.json` holds the mean and std of WA and
-UA over folds and the summed confusion matrix.
+--run_dir …`, which tests the best checkpoint and writes `results.json`. With `--seeds N`
+every fold trains once per seed s = 0..N-1 (`--seed_everything s --data.seed s`); seed 0
+keeps the folder `fold<k>` (so runs made before seeds existed stay valid), seed s > 0 trains
+in `fold<k>-seed<s>` (`fold<k>-swap-seed<s>`). One (fold, seed) is a "run".
+
+`results.json` marks a run as done: a rerun skips it. A run folder without it (killed
+mid-training) resumes from its `checkpoints/last.ckpt` (`fit --ckpt_path …`, same folder)
+when there is one; a folder without last.ckpt is cleared and the run trained again. Once a
+run is done only its tested (best) checkpoint is kept; the others (last.ckpt …, 1.6 GB each
+for VGG16 with Adam state) are deleted unless --keep-checkpoints. Each run's output goes to
+`<out>/logs/<run>.log` (appended, so a crashed attempt stays readable).
+`<out>/aggregate.json` lists every run's result and holds, for WA and UA, the mean, the
+sample std and a 95 % confidence interval over the runs (`stats.mean_ci`), the per-class
+recall averaged over runs and the summed (pooled) confusion matrix.
 
 With `--emobox DIR --audio-root DIR` the folds are EmoBox's (`DIR/fold_<k>/`, one per folder;
 no speaker swap) instead of IEMOCAP's sessions.
 
 `<out>/cv.json` records the setup (config files and their contents, overrides); a rerun
 with another setup in the same folder is refused rather than mixing folds of two setups.
+The number of seeds is not part of the setup: `--seeds 3` after `--seeds 1` adds seeds 1, 2.
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -44,13 +51,17 @@ from ..configs import BASE_CONFIG
 from ..training.metrics import confusion_scores
 from ..utils import atomic
 from ..utils.machine import cpu_model
+from .stats import CONFIDENCE, class_recalls, mean_ci, mean_class_recalls
 
 RESULTS = "results.json"
 FOLD_META = "cv_fold.json"  # wall time, device and command of a finished fold
 SETUP = "cv.json"
 AGGREGATE = "aggregate.json"
 N_SESSIONS = 5  # IEMOCAP (and the demo corpus): one fold per held-out session
-RESERVED = ("--data.fold", "--data.swap_speakers", "--run_dir", "--test_after_fit")
+RESERVED = ("--data.fold", "--data.swap_speakers", "--run_dir", "--test_after_fit", "--seed_everything",
+            "--data.seed", "--ckpt_path")
+SEEDS = 1  # runs per fold unless --seeds says otherwise
+LAST_CKPT = Path("checkpoints") / "last.ckpt"  # base.yaml's ModelCheckpoint(save_last=true): where a run resumes
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,31 @@ class Fold:
     @property
     def name(self) -> str:
         return f"fold{self.fold}" + ("-swap" if self.swap else "")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fold trained with one seed."""
+
+    fold: Fold
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.fold.name + (f"-seed{self.seed}" if self.seed else "")
+
+
+def run_list(plan: Sequence[Fold], seeds: int = SEEDS) -> list[Run]:
+    """Every fold of `plan` with each seed 0..seeds-1, seed by seed (all folds of seed 0 first)."""
+    if seeds < 1:
+        raise ValueError(f"--seeds {seeds}: give at least 1")
+    return [Run(fold, seed) for seed in range(seeds) for fold in plan]
+
+
+def seed_of(run_name: str) -> int:
+    """The seed of a run folder's name (`fold3-seed2` -> 2; `fold3`, `fold3-swap` -> 0)."""
+    found = re.search(r"-seed(\d+)$", run_name)
+    return int(found.group(1)) if found else 0
 
 
 def fold_list(folds: int = 5, only: Sequence[int] | None = None, n_sessions: int = N_SESSIONS,
@@ -104,12 +140,15 @@ def emobox_overrides(emobox: str | None, audio_root: str | None) -> list[str]:
 # --- one fold in a subprocess -----------------------------------------------------------
 
 
-def fit_command(configs: Sequence[str], fold: Fold, run_dir: Path, overrides: Sequence[str]) -> list[str]:
+def fit_command(configs: Sequence[str], run: Run, run_dir: Path, overrides: Sequence[str],
+                resume_from: Path | None = None) -> list[str]:
+    """The `fit` command of one run; `resume_from`: the last.ckpt it goes on from."""
     cmd = [sys.executable, "-m", "ser_fcn", "fit"]
     for c in configs:
         cmd += ["--config", str(c)]
-    return [*cmd, *overrides, "--data.fold", str(fold.fold), "--data.swap_speakers", str(fold.swap).lower(),
-            "--run_dir", str(run_dir)]
+    cmd += [*overrides, "--data.fold", str(run.fold.fold), "--data.swap_speakers", str(run.fold.swap).lower(),
+            "--seed_everything", str(run.seed), "--data.seed", str(run.seed), "--run_dir", str(run_dir)]
+    return cmd + (["--ckpt_path", str(resume_from)] if resume_from else [])
 
 
 def launch_fold(cmd: list[str], log_path: Path, echo: bool = False) -> int:
@@ -213,55 +252,69 @@ def run_crossval(
     name: str | None = None,
     keep_checkpoints: bool = False,
     emobox: str | None = None,
+    seeds: int = SEEDS,
 ) -> dict:
-    """Train every fold not yet done, then write and return `<out>/aggregate.json`.
+    """Train every (fold, seed) run not yet done, then write and return `<out>/aggregate.json`.
 
     `launch(cmd, log_path) -> exit code` runs one fold (default: `launch_fold`, a subprocess).
-    A failed fold does not stop the others; the aggregate then says which folds are missing.
+    A failed run does not stop the others; the aggregate then says which runs are missing.
     `emobox`: an EmoBox corpus folder (its `--data.emobox` is among `overrides`): one fold per
-    `fold_<k>` folder.
+    `fold_<k>` folder. `seeds`: each fold is trained with the seeds 0..seeds-1.
     """
     bad = [o for o in overrides if o.split("=", 1)[0] in RESERVED]
     if bad:
-        raise SystemExit(f"error: {bad[0]} is set by the cross-validation runner, not by an override")
+        raise SystemExit(f"error: {bad[0]} is set by the cross-validation runner (folds, --seeds, resume), "
+                         "not by an override")
     out = Path(out)
     name = name or Path(str(configs[0])).stem
     n_sessions = len(emobox_folds(emobox)) if emobox else N_SESSIONS
-    plan = fold_list(folds, only, n_sessions, swap=not emobox)
+    plan = run_list(fold_list(folds, only, n_sessions, swap=not emobox), seeds)
     _check_setup(out, setup_record(configs, overrides))
     (out / "logs").mkdir(exist_ok=True)
     launch = launch or (lambda cmd, log: launch_fold(cmd, log, echo))
-    print(f"cv {name}: {len(plan)} folds in {out}", flush=True)
+    print(f"cv {name}: {len(plan)} runs ({seeds} seed(s) per fold) in {out}", flush=True)
     with _sigterm_stops_the_fold():
-        failed = _train_folds(plan, out, configs, overrides, launch, keep_checkpoints)
-    agg = aggregate(out, [f.name for f in fold_list(folds, None, n_sessions, swap=not emobox)], name=name)
+        failed = _train_runs(plan, out, configs, overrides, launch, keep_checkpoints)
+    expected = run_list(fold_list(folds, None, n_sessions, swap=not emobox), seeds)
+    agg = aggregate(out, [r.name for r in expected], name=name)
     atomic.write_json(out / AGGREGATE, agg)
     print(summary_line(agg), flush=True)
     if failed:
-        print(f"cv {name}: {len(failed)} fold(s) failed: {', '.join(failed)}; rerun the same command to retry them", flush=True)
+        print(f"cv {name}: {len(failed)} run(s) failed: {', '.join(failed)}; rerun the same command to retry them", flush=True)
     return agg
 
 
-def _train_folds(plan: list[Fold], out: Path, configs: Sequence[str], overrides: Sequence[str],
-                 launch: Callable[[list[str], Path], int], keep_checkpoints: bool = False) -> list[str]:
-    """Train the folds of `plan` that have no results.json, in order; the names of those that failed."""
+def prepare_run_dir(run_dir: Path, tag: str = "") -> Path | None:
+    """Before training a run that has no results.json: the last.ckpt to resume from, if its
+    folder has one (the folder is kept); else the folder is cleared (None: train from scratch)."""
+    last = run_dir / LAST_CKPT
+    if last.is_file():
+        print(f"{tag} left unfinished by an earlier run: resuming from {last}", flush=True)
+        return last
+    if run_dir.exists():
+        print(f"{tag} left unfinished by an earlier run, without {LAST_CKPT}: clearing {run_dir}", flush=True)
+        shutil.rmtree(run_dir)
+    return None
+
+
+def _train_runs(plan: list[Run], out: Path, configs: Sequence[str], overrides: Sequence[str],
+                launch: Callable[[list[str], Path], int], keep_checkpoints: bool = False) -> list[str]:
+    """Train the runs of `plan` that have no results.json, in order; the names of those that failed."""
     t0, trained, failed = time.monotonic(), [], []
-    todo = [f for f in plan if not (out / f.name / RESULTS).is_file()]
-    for i, fold in enumerate(plan, 1):
-        run_dir = out / fold.name
-        tag = f"  [{i}/{len(plan)}] {fold.name:<11}"
+    todo = [r for r in plan if not (out / r.name / RESULTS).is_file()]
+    for i, run in enumerate(plan, 1):
+        run_dir = out / run.name
+        tag = f"  [{i}/{len(plan)}] {run.name:<11}"
         if (run_dir / RESULTS).is_file():
             r = json.loads((run_dir / RESULTS).read_text())
             print(f"{tag} done before: WA {100 * r['wa']:.1f}  UA {100 * r['ua']:.1f}  (not retrained)", flush=True)
             continue
-        if run_dir.exists():  # killed mid-fold: start that fold again from scratch
-            print(f"{tag} left unfinished by an earlier run: clearing {run_dir}", flush=True)
-            shutil.rmtree(run_dir)
+        resume_from = prepare_run_dir(run_dir, tag)
         if setup_record(configs, overrides) != json.loads((out / SETUP).read_text()):
-            raise SystemExit(f"error: a config file changed while {out} was being trained; the folds "
+            raise SystemExit(f"error: a config file changed while {out} was being trained; the runs "
                              "done so far used the old one. Delete that folder and start again.")
-        log = out / "logs" / f"{fold.name}.log"
-        cmd = fit_command(configs, fold, run_dir, overrides)
+        log = out / "logs" / f"{run.name}.log"
+        cmd = fit_command(configs, run, run_dir, overrides, resume_from)
         print(f"{tag} training (log: {log})", flush=True)
         start = time.monotonic()
         code = launch(cmd, log)
@@ -270,20 +323,32 @@ def _train_folds(plan: list[Fold], out: Path, configs: Sequence[str], overrides:
         left = len(todo) - len(trained)
         eta = f", ~{_fmt_time(left * sum(trained) / len(trained))} left" if left else ""
         if code == 0 and (run_dir / RESULTS).is_file():
+            _finish_run(run_dir, cmd, log, wall, keep_checkpoints)
             r = json.loads((run_dir / RESULTS).read_text())
-            text = log.read_text(errors="replace") if log.is_file() else ""
-            meta = {"wall_s": round(wall, 1), "device": describe_device(text), "command": cmd}
-            atomic.write_json(run_dir / FOLD_META, meta)
-            if not keep_checkpoints:
-                drop_extra_checkpoints(run_dir, r.get("ckpt_path"))
             print(f"{tag} WA {100 * r['wa']:.1f}  UA {100 * r['ua']:.1f}  in {_fmt_time(wall)}"
                   f"  (elapsed {_fmt_time(time.monotonic() - t0)}{eta})", flush=True)
         else:
-            failed.append(fold.name)
-            tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
-            print(f"{tag} FAILED (exit code {code}) after {_fmt_time(wall)}; last lines of {log}:", flush=True)
-            print("\n".join("      " + t for t in tail), flush=True)
+            failed.append(run.name)
+            _report_failure(tag, code, wall, log)
+            if resume_from:
+                print(f"      (it resumed from {resume_from}; if that checkpoint is damaged, delete {run_dir} "
+                      "to train this run from scratch)", flush=True)
     return failed
+
+
+def _finish_run(run_dir: Path, cmd: list[str], log: Path, wall: float, keep_checkpoints: bool) -> None:
+    """A run that wrote results.json: its meta (wall time, device, command), extra checkpoints dropped."""
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    atomic.write_json(run_dir / FOLD_META, {"wall_s": round(wall, 1), "device": describe_device(text), "command": cmd})
+    if not keep_checkpoints:
+        ckpt = json.loads((run_dir / RESULTS).read_text()).get("ckpt_path")
+        drop_extra_checkpoints(run_dir, ckpt)
+
+
+def _report_failure(tag: str, code: int, wall: float, log: Path) -> None:
+    tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
+    print(f"{tag} FAILED (exit code {code}) after {_fmt_time(wall)}; last lines of {log}:", flush=True)
+    print("\n".join("      " + t for t in tail), flush=True)
 
 
 def drop_extra_checkpoints(run_dir: Path, keep: str | None) -> int:
@@ -300,17 +365,6 @@ def drop_extra_checkpoints(run_dir: Path, keep: str | None) -> int:
 
 
 # --- aggregate ----------------------------------------------------------------------------
-
-
-def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (n - 1); std is None for fewer than two values."""
-    n = len(values)
-    if n == 0:
-        return None, None
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
 def _resolved(run_dir: Path) -> dict:
@@ -332,57 +386,77 @@ def _resolved(run_dir: Path) -> dict:
     }
 
 
-def aggregate(out: str | Path, expected: Sequence[str] | None = None, name: str | None = None) -> dict:
-    """Mean ± std of WA and UA over the folds of `out` that have results.json, summed confusion.
+def _read_run(out: Path, run_name: str, classes: list[str] | None) -> dict | None:
+    """One run's entry of the aggregate (None when it has no results.json); its classes must
+    be `classes` when given."""
+    path = out / run_name / RESULTS
+    if not path.is_file():
+        return None
+    r = json.loads(path.read_text())
+    if classes is not None and r["classes"] != classes:
+        raise ValueError(f"{path}: classes {r['classes']} differ from {classes} of the other runs")
+    meta_path = out / run_name / FOLD_META
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    cm = r["confusion_matrix"]
+    return {
+        "name": run_name, "fold": r.get("fold"), "swap_speakers": r.get("swap_speakers"), "seed": seed_of(run_name),
+        "test_speaker": r.get("test_speaker"), "wa": r["wa"], "ua": r["ua"],
+        "recall": class_recalls(cm), "confusion_matrix": cm,
+        "n_utterances": r.get("n_utterances"), "corpus": r.get("corpus"), "merge_exc": r.get("merge_exc"),
+        "predicted": [c for j, c in enumerate(r["classes"]) if any(row[j] for row in cm)],
+        "wall_s": meta.get("wall_s"), "device": meta.get("device"), "classes": r["classes"],
+    }
 
-    `expected`: the fold names of the full plan; those without results are listed as missing.
+
+def _summed(confusions: Sequence[Sequence[Sequence[int]]]) -> list[list[int]] | None:
+    if not confusions:
+        return None
+    size = len(confusions[0])
+    return [[sum(cm[i][j] for cm in confusions) for j in range(size)] for i in range(size)]
+
+
+def aggregate(out: str | Path, expected: Sequence[str] | None = None, name: str | None = None) -> dict:
+    """WA and UA over the (fold, seed) runs of `out` that have results.json: mean, sample std
+    and 95 % confidence interval (`stats.mean_ci`), per-class recall averaged over runs, the
+    summed confusion matrix, and every run's own result under "folds".
+
+    `expected`: the run names of the full plan; those without results are listed as missing.
     """
     out = Path(out)
     names = list(expected) if expected else sorted(p.parent.name for p in out.glob(f"*/{RESULTS}"))
-    folds, cm, classes, first = [], None, None, None
-    for fold_name in names:
-        path = out / fold_name / RESULTS
-        if not path.is_file():
-            continue
-        r = json.loads(path.read_text())
-        meta_path = out / fold_name / FOLD_META
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        if classes is None:
-            classes, first = r["classes"], out / fold_name
-            cm = [[0] * len(classes) for _ in classes]
-        elif r["classes"] != classes:
-            raise ValueError(f"{path}: classes {r['classes']} differ from {classes} of the other folds")
-        for i, row in enumerate(r["confusion_matrix"]):
-            for j, n in enumerate(row):
-                cm[i][j] += n
-        folds.append({
-            "name": fold_name, "fold": r.get("fold"), "swap_speakers": r.get("swap_speakers"),
-            "test_speaker": r.get("test_speaker"), "wa": r["wa"], "ua": r["ua"],
-            "n_utterances": r.get("n_utterances"), "corpus": r.get("corpus"), "merge_exc": r.get("merge_exc"),
-            "predicted": [c for j, c in enumerate(classes) if any(row[j] for row in r["confusion_matrix"])],
-            "wall_s": meta.get("wall_s"), "device": meta.get("device"),
-        })
-    wa_mean, wa_std = mean_std([f["wa"] for f in folds])
-    ua_mean, ua_std = mean_std([f["ua"] for f in folds])
+    runs: list[dict] = []
+    for run_name in names:
+        entry = _read_run(out, run_name, runs[0]["classes"] if runs else None)
+        if entry is not None:
+            runs.append(entry)
+    classes = runs[0]["classes"] if runs else None
+    for entry in runs:
+        del entry["classes"]
+    cm = _summed([r["confusion_matrix"] for r in runs])
     pooled = confusion_scores(cm) if cm else (None, None)
-    missing = [n for n in names if n not in {f["name"] for f in folds}]
+    missing = [n for n in names if n not in {r["name"] for r in runs}]
     return {
         "experiment": name or out.name,
-        "n_folds": len(folds),
-        "complete": bool(folds) and not missing,
-        "missing_folds": missing,
-        "wa": {"mean": wa_mean, "std": wa_std},
-        "ua": {"mean": ua_mean, "std": ua_std},
-        "std": "sample standard deviation over folds (n - 1)",
+        "n_runs": len(runs),
+        "n_folds": len({(r["fold"], bool(r["swap_speakers"])) for r in runs}),
+        "seeds": sorted({r["seed"] for r in runs}),
+        "complete": bool(runs) and not missing,
+        "missing_folds": missing,  # run names (fold<k>[-swap][-seed<s>]) of the plan without results
+        "wa": mean_ci([r["wa"] for r in runs]),
+        "ua": mean_ci([r["ua"] for r in runs]),
+        "std": "sample standard deviation over the (fold, seed) runs (n - 1)",
+        "ci": f"{100 * CONFIDENCE:.0f} % Student t interval of the mean over the (fold, seed) runs "
+              "(scipy.stats.t.interval, n - 1 degrees of freedom, runs taken as independent)",
         "classes": classes,
-        "confusion_matrix": cm,  # summed over folds: rows true, columns predicted
+        "recall": mean_class_recalls([r["confusion_matrix"] for r in runs]),  # per class, mean over runs
+        "confusion_matrix": cm,  # summed over runs: rows true, columns predicted
         "pooled": {"wa": pooled[0], "ua": pooled[1]},  # of the summed confusion matrix
-        "corpus": sorted({str(f["corpus"]) for f in folds}),
-        "merge_exc": sorted({bool(f["merge_exc"]) for f in folds}),
-        "devices": sorted({f["device"] for f in folds if f["device"]}),
-        "wall_s": round(sum(f["wall_s"] or 0 for f in folds), 1),
-        "resolved_config": _resolved(first) if first else {},
-        "folds": folds,
+        "corpus": sorted({str(r["corpus"]) for r in runs}),
+        "merge_exc": sorted({bool(r["merge_exc"]) for r in runs}),
+        "devices": sorted({r["device"] for r in runs if r["device"]}),
+        "wall_s": round(sum(r["wall_s"] or 0 for r in runs), 1),
+        "resolved_config": _resolved(out / runs[0]["name"]) if runs else {},
+        "folds": runs,  # one entry per (fold, seed) run
     }
 
 
@@ -390,11 +464,15 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
+def _pct_ci(metric: dict) -> str:
+    ci = metric.get("ci")
+    return _pct(metric["mean"]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
+
+
 def summary_line(agg: dict) -> str:
-    wa, ua = agg["wa"], agg["ua"]
-    done = f"{agg['n_folds']} folds" + ("" if agg["complete"] else f", MISSING {', '.join(agg['missing_folds'])}")
-    return (f"cv {agg['experiment']}: WA {_pct(wa['mean'])} ± {_pct(wa['std'])}  UA {_pct(ua['mean'])} ± {_pct(ua['std'])}"
-            f"  ({done}; mean ± std in %)")
+    done = f"{agg['n_runs']} runs" + ("" if agg["complete"] else f", MISSING {', '.join(agg['missing_folds'])}")
+    return (f"cv {agg['experiment']}: WA {_pct_ci(agg['wa'])}  UA {_pct_ci(agg['ua'])}"
+            f"  ({done}; mean [{100 * CONFIDENCE:.0f} % CI] in %)")
 
 
 # --- command line -------------------------------------------------------------------------
@@ -413,14 +491,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--emobox", help="an EmoBox corpus folder (label_map.json, fold_k/): train on its folds")
     p.add_argument("--audio-root", help="with --emobox: the folder its wav paths are relative to")
     p.add_argument("--only", type=int, nargs="+", help="train only these fold numbers (the aggregate lists the rest as missing)")
+    p.add_argument("--seeds", type=int, default=SEEDS,
+                   help=f"train every fold with the seeds 0..N-1 (--seed_everything s --data.seed s; default {SEEDS}); "
+                   "seed s > 0 in fold<k>-seed<s>")
     p.add_argument("--out", help="folder of the folds and aggregate.json (default runs/cv/<first config name>)")
     p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every checkpoint of a finished fold, not only the tested one")
     args, overrides = p.parse_known_args(argv)
+    if args.seeds < 1:
+        p.error(f"--seeds {args.seeds}: give at least 1")
     out = args.out or str(Path("runs") / "cv" / Path(args.config[0]).stem)
     overrides = emobox_overrides(args.emobox, args.audio_root) + overrides
     folds = args.folds or (len(emobox_folds(args.emobox)) if args.emobox else N_SESSIONS)
     agg = run_crossval(args.config, out, folds, overrides, only=args.only, echo=args.verbose,
-                       keep_checkpoints=args.keep_checkpoints, emobox=args.emobox)
+                       keep_checkpoints=args.keep_checkpoints, emobox=args.emobox, seeds=args.seeds)
     if not agg["complete"] and not args.only:
         sys.exit(1)

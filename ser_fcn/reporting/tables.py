@@ -1,8 +1,12 @@
 """The paper's Tables I and II next to this package's cross-validated figures.
 
     python -m ser_fcn table1 [--profile quick|full|FILE] [--iemocap DIR] [--weights-dir DIR] [--folds 5|10]
-                             [--protocol paper|common|FILE] [--emobox DIR --audio-root DIR]
+                             [--protocol paper|common|FILE] [--emobox DIR --audio-root DIR] [--seeds N]
     python -m ser_fcn table2 [same options]
+
+`--seeds N` trains every fold with the seeds 0..N-1 (crossval.py). Each 'here' cell is the
+mean and 95 % confidence interval over the folds x seeds runs; every other row is compared on
+UA with the FCN + attention row by a paired Wilcoxon test (`choose_reference`, stats.py).
 
 `--protocol common` adds experiments/protocols/common.yaml after each experiment file (all
 sessions, exc as hap) and, in Table II, published rows under that protocol (references.py).
@@ -30,7 +34,9 @@ from pathlib import Path
 import yaml
 
 from ..utils import atomic
-from .crossval import AGGREGATE, emobox_folds, emobox_overrides, run_crossval
+from .comparison import (compare_rows, confusion_lines, footnote, mean_ci_cell, method_lines, recall_table,
+                         significance_mark)
+from .crossval import AGGREGATE, SEEDS, aggregate, emobox_folds, emobox_overrides, run_crossval
 from .references import COMMON_PROTOCOL, render_references
 
 PAPER = "Zhang et al. 2018"
@@ -144,6 +150,7 @@ class Setup:
     protocol_file: Path | None = None  # experiments/protocols/<name>.yaml; None: the paper's
     emobox: str | None = None
     audio_root: str | None = None
+    seeds: int = SEEDS
 
 
 def run_row(row: Row, s: Setup) -> Outcome:
@@ -166,7 +173,7 @@ def run_row(row: Row, s: Setup) -> Outcome:
         if weights != "imagenet":
             overrides += ["--model.net.init_args.weights", weights]
     agg = run_crossval([str(c) for c in configs], s.runs / row.experiment, s.folds, overrides,
-                       echo=s.verbose, name=row.experiment, emobox=s.emobox)
+                       echo=s.verbose, name=row.experiment, emobox=s.emobox, seeds=s.seeds)
     return Outcome(row, agg=agg, init=resolved_init(agg))
 
 
@@ -183,12 +190,15 @@ def load_outcome(row: Row, runs: Path) -> Outcome | None:
     if not path.is_file():
         return None
     agg = json.loads(path.read_text())
+    if "n_runs" not in agg:  # written before seeds and intervals: aggregate its runs again
+        names = [f["name"] for f in agg.get("folds") or []] + list(agg.get("missing_folds") or [])
+        agg = aggregate(path.parent, names or None, name=agg.get("experiment"))
     return Outcome(row, agg=agg, init=resolved_init(agg))
 
 
 def best_baseline(runs: Path) -> Outcome:
     """The Table I row with the highest mean UA among those that have an aggregate in `runs`."""
-    found = [o for o in (load_outcome(r, runs) for r in TABLE1) if o and o.agg.get("n_folds")]
+    found = [o for o in (load_outcome(r, runs) for r in TABLE1) if o and o.agg.get("n_runs")]
     if not found:
         return Outcome(Row("Best baseline of Table I", None, None, None), note="no Table I aggregate yet (run `make table1`)")
     best = max(found, key=lambda o: (o.agg["ua"]["mean"], o.agg["wa"]["mean"]))
@@ -202,11 +212,31 @@ def best_baseline(runs: Path) -> Outcome:
 
 
 def _cell(agg: dict, key: str, expected: int) -> str:
-    m = agg[key]
-    if m["mean"] is None:
-        return "no finished fold"
-    text = f"{100 * m['mean']:.1f}" + (f" ± {100 * m['std']:.1f}" if m["std"] is not None else "")
-    return text if agg["n_folds"] >= expected else f"{text} (only {agg['n_folds']}/{expected} folds)"
+    text = mean_ci_cell(agg[key])
+    return text if agg["n_runs"] >= expected else f"{text} (only {agg['n_runs']}/{expected} runs)"
+
+
+FCN_EXPERIMENTS = ("fcn_attn", "fcn_attn_random")  # the reference of the paired tests, in this order
+
+
+def choose_reference(number: int, outcomes: list[Outcome], runs: Path | None = None) -> tuple[Outcome | None, str]:
+    """The row every other row is tested against, and why: the FCN + attention row that ran
+    (`fcn_attn`, else `fcn_attn_random`); for Table I, whose rows have no FCN, its aggregate in
+    `runs` when Table II was run there, else Table I's best row by mean UA."""
+    ran = [o for o in outcomes if o.agg and o.agg.get("n_runs")]
+    for experiment in FCN_EXPERIMENTS:
+        found = next((o for o in ran if o.row.experiment == experiment), None)
+        if found is None and number == 1 and runs is not None:
+            row = next(r for r in TABLE2 if r.experiment == experiment)
+            found = load_outcome(row, runs)
+            found = found if found and found.agg.get("n_runs") else None
+        if found is not None:
+            where = "" if any(o is found for o in outcomes) else f", from `{runs / experiment / AGGREGATE}`"
+            return found, f"the FCN + attention row that ran{where}"
+    if number == 1 and ran:
+        best = max(ran, key=lambda o: (o.agg["ua"]["mean"], o.agg["wa"]["mean"]))
+        return best, "no FCN + attention aggregate in this runs folder: Table I's best row by mean UA"
+    return None, "no row to compare with"
 
 
 def _flatten(d: dict, prefix: str = "") -> list[str]:
@@ -233,6 +263,11 @@ def describe_profile(name: str, path: Path | None) -> str:
     return f"**{name}** (`{path}`): {' '.join(header)} Settings: {settings or 'none (base.yaml as is)'}."
 
 
+def _utterances_per_fold(agg: dict) -> dict:
+    """Test utterances of each (fold, swap): the seeds of a fold test the same ones."""
+    return {(f.get("fold"), bool(f.get("swap_speakers"))): f.get("n_utterances") or 0 for f in agg["folds"]}
+
+
 def _corpus_lines(aggs: list[dict]) -> list[str]:
     data = next((a["resolved_config"].get("data") or {} for a in aggs if a.get("resolved_config")), {})
     corpora = sorted({c for a in aggs for c in a.get("corpus") or []})
@@ -247,7 +282,7 @@ def _corpus_lines(aggs: list[dict]) -> list[str]:
     else:
         corpus = (f"the SYNTHETIC demo corpus ({data.get('demo_utterances_per_speaker')} utterances per speaker, "
                   "speech-like noise in IEMOCAP's layout), NOT IEMOCAP: these figures say nothing about the paper's")
-    n_test = {a["experiment"]: sum(f.get("n_utterances") or 0 for f in a["folds"]) for a in aggs}
+    n_test = {a["experiment"]: sum(_utterances_per_fold(a).values()) for a in aggs}
     classes = data.get("classes") or (aggs[0].get("classes") or [])
     merge = sorted({m for a in aggs for m in a.get("merge_exc") or []})
     if data.get("emobox"):
@@ -272,31 +307,84 @@ def protocol_line(protocol: str, protocol_file: Path | None, emobox: str | None 
     return f"- Protocol of the 'here' columns: {describe_profile(protocol, protocol_file)}"
 
 
-def render_table(number: int, outcomes: list[Outcome], profile: str, profile_file: Path | None,
-                 folds: int = 5, command: str = "", protocol: str | None = None, references: list | None = None) -> str:
-    """Markdown: the paper's rows and figures, this package's mean ± std, and what produced them.
-    `protocol`: a line saying which protocol made the 'here' columns (`protocol_line`);
-    `references`: published rows under that protocol (references.py), quoted beneath."""
-    lines = [f"# {TITLES[number]}", "",
-             "| System | WA paper | WA here | UA paper | UA here |", "|---|---|---|---|---|"]
+@dataclass
+class PairedTests:
+    """Each row's paired test against the reference row (by system name), and how to name it."""
+
+    tests: dict[str, dict] = field(default_factory=dict)
+    reference_system: str | None = None  # the row of the table that is the reference (None: none or outside)
+    reference_label: str = ""  # the reference as the footnotes name it
+    method: list[str] = field(default_factory=list)  # the notes that define interval and test
+
+
+def _table_rows(outcomes: list[Outcome], expected: int, paired: PairedTests) -> tuple[list[str], list[str]]:
+    """The markdown rows of a table and the footnotes of their paired tests."""
+    lines, notes = [], []
     for o in outcomes:
         r, note = o.row, o.extra.get("paper_note", "")
         wa_p = f"{r.wa:.1f}{note}" if r.wa is not None else "—"
         ua_p = f"{r.ua:.1f}{note}" if r.ua is not None else "—"
-        if o.agg and o.agg.get("n_folds"):
-            wa_h, ua_h = _cell(o.agg, "wa", folds), _cell(o.agg, "ua", folds)
+        if o.agg and o.agg.get("n_runs"):
+            wa_h, ua_h = _cell(o.agg, "wa", expected), _cell(o.agg, "ua", expected)
         else:
-            wa_h, ua_h = o.note or "no finished fold", "—"
+            wa_h, ua_h = o.note or "no finished run", "—"
+        if r.system == paired.reference_system:
+            ua_h += " (reference of the tests)"
+        elif r.system in paired.tests:
+            label = f"p{len(notes) + 1}"
+            ua_h += f"{significance_mark(paired.tests[r.system])} [^{label}]"
+            notes.append(footnote(label, paired.reference_label, paired.tests[r.system]))
         lines.append(f"| {r.system} | {wa_p} | {wa_h} | {ua_p} | {ua_h} |")
-    aggs = [o.agg for o in outcomes if o.agg and o.agg.get("n_folds")]
+    return lines, notes
+
+
+def paired_tests(outcomes: list[Outcome], reference: Outcome | None, why: str) -> PairedTests:
+    """Each row with runs tested against `reference` (see `choose_reference`) on UA."""
+    if reference is None:
+        return PairedTests(method=method_lines(None, why, 0))
+    rows = [(o.row.system, o.agg) for o in outcomes if o.agg and o.agg.get("n_runs")]
+    inside = any(o is reference for o in outcomes)
+    label = reference.row.system + ("" if inside else f" ({reference.row.experiment}, Table II)")
+    tests = compare_rows(rows, (reference.row.system, reference.agg) if inside else ("", reference.agg))
+    most = max((t["n_pairs"] for t in tests.values()), default=0)
+    return PairedTests(tests, reference.row.system if inside else None, label, method_lines(label, why, most))
+
+
+def render_table(number: int, outcomes: list[Outcome], profile: str, profile_file: Path | None,
+                 folds: int = 5, command: str = "", protocol: str | None = None, references: list | None = None,
+                 seeds: int = SEEDS, reference: tuple[Outcome | None, str] | None = None) -> str:
+    """Markdown: the paper's rows and figures, this package's mean [95 % CI] with paired tests
+    against `reference` (`choose_reference`; default: among `outcomes`), per-class recall,
+    pooled confusion matrices, and what produced them.
+    `protocol`: a line saying which protocol made the 'here' columns (`protocol_line`);
+    `references`: published rows under that protocol (references.py), quoted beneath."""
+    reference_row, why = reference or choose_reference(number, outcomes)
+    paired = paired_tests(outcomes, reference_row, why)
+    rows, footnotes = _table_rows(outcomes, folds * seeds, paired)
+    lines = [f"# {TITLES[number]}", "",
+             "| System | WA paper | WA here | UA paper | UA here |", "|---|---|---|---|---|", *rows]
+    ran = [(o.row.system, o.agg) for o in outcomes if o.agg and o.agg.get("n_runs")]
+    lines += recall_table(ran) + confusion_lines(ran)
+    lines += ["", *_notes(number, outcomes, profile, profile_file, folds, seeds, command, protocol), *paired.method]
+    if references:
+        lines += render_references(references)
+    if footnotes:
+        lines += ["", *footnotes]
+    return "\n".join(lines) + "\n"
+
+
+def _notes(number: int, outcomes: list[Outcome], profile: str, profile_file: Path | None, folds: int, seeds: int,
+           command: str, protocol: str | None) -> list[str]:
+    """The bullet points under a table: paper, metrics, protocol, corpus, initialisation, device …"""
+    aggs = [o.agg for o in outcomes if o.agg and o.agg.get("n_runs")]
     devices = sorted({d for a in aggs for d in a.get("devices") or []})
-    lines += [
-        "",
+    lines = [
         f"- Paper: {PAPER}, Table {'I' if number == 1 else 'II'} (IEMOCAP, improvised, 4 classes, 5 folds)"
         + ("; [9] is Satt et al. 2017, its figures as the paper quotes them." if number == 2 else "."),
         f"- Here: utterance-level WA / UA in % (WA: accuracy; UA: mean recall over the classes present in a fold's "
-        f"test labels, sklearn's balanced accuracy), mean ± sample std (n − 1) over {folds} speaker-independent folds "
-        "(one held-out session each: one actor validation, the other test)"
+        f"test labels, sklearn's balanced accuracy) over n = {folds} folds x {seeds} seed(s) = {folds * seeds} runs "
+        "per row: speaker-independent folds (one held-out session each: one actor validation, the other test), "
+        f"each trained with the seed(s) {', '.join(map(str, range(seeds)))} (`--seed_everything s --data.seed s`)"
         + ("; a segmented model's utterance score is the mean of its 3 s segments' posteriors." if number == 1 else "."),
         *([protocol] if protocol else []),
         *_corpus_lines(aggs),
@@ -304,19 +392,17 @@ def render_table(number: int, outcomes: list[Outcome], profile: str, profile_fil
         + ". ImageNet weights used by: " + (", ".join(o.row.system for o in outcomes if o.agg and o.init and o.init.startswith("ImageNet")) or "no row") + ".",
         f"- Device: {', '.join(devices) or '—'}.",
         f"- Profile: {describe_profile(profile, profile_file)}",
-        "- Wall time of each row's folds (training + testing, when they were trained): "
+        "- Wall time of each row's runs (training + testing, when they were trained): "
         + (", ".join(f"{a['experiment']} {a['wall_s'] / 60:.1f} min" for a in aggs) or "—") + ".",
     ]
     constant = [a["experiment"] for a in aggs if all(len(f.get("predicted") or []) == 1 for f in a["folds"])]
     if constant:
-        lines.append(f"- Constant answer: in every fold, {', '.join(constant)} predicted one class for all test "
+        lines.append(f"- Constant answer: in every run, {', '.join(constant)} predicted one class for all test "
                      "utterances, so those figures are those of a constant answer (nothing usable was learned).")
     if command:
-        lines.append(f"- Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M')}; per-fold results in the "
+        lines.append(f"- Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M')}; per-run results in the "
                      "run folders' results.json, aggregates in aggregate.json.")
-    if references:
-        lines += render_references(references)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -342,8 +428,10 @@ def setup_from_args(a: argparse.Namespace, name: str, profile_file: Path, overri
     folds = a.folds or (len(emobox_folds(a.emobox)) if a.emobox else 5)
     corpus = f"emobox-{Path(a.emobox).resolve().name}" if a.emobox else "iemocap" if a.iemocap else "demo"
     runs = a.runs / (f"{name}-{corpus}" + ("" if protocol_file is None else f"-{Path(a.protocol).stem}"))
+    if a.seeds < 1:
+        sys.exit(f"error: --seeds {a.seeds}: give at least 1")
     return Setup(name, profile_file, a.experiments, runs, folds, a.iemocap, a.weights_dir, overrides, a.verbose,
-                 protocol_file, a.emobox, a.audio_root), corpus
+                 protocol_file, a.emobox, a.audio_root, a.seeds), corpus
 
 
 def main(number: int, argv: list[str] | None = None) -> None:
@@ -360,6 +448,8 @@ def main(number: int, argv: list[str] | None = None) -> None:
     p.add_argument("--protocol", default=PAPER_PROTOCOL,
                    help="paper (default: improvised, exc left out) | common (experiments/protocols/common.yaml: "
                    "all sessions, exc as hap; adds published reference rows to Table II) | a protocol YAML")
+    p.add_argument("--seeds", type=int, default=SEEDS,
+                   help=f"train every fold with the seeds 0..N-1 (default {SEEDS}); more pairs for the paired tests")
     p.add_argument("--emobox", help="an EmoBox corpus folder (label_map.json, fold_k/): its folds instead of IEMOCAP's sessions")
     p.add_argument("--audio-root", help="with --emobox: the folder its wav paths are relative to")
     p.add_argument("--experiments", type=Path, default=Path("experiments"))
@@ -388,7 +478,8 @@ def main(number: int, argv: list[str] | None = None) -> None:
     common = protocol_file is not None and protocol_file.stem == "common"
     references = COMMON_PROTOCOL if number == 2 and (common or corpus == "emobox-iemocap") else None
     md = render_table(number, ordered, name, profile_file, a.folds, command,
-                      protocol_line(Path(a.protocol).stem, protocol_file, a.emobox), references)
+                      protocol_line(Path(a.protocol).stem, protocol_file, a.emobox), references,
+                      seeds=s.seeds, reference=choose_reference(number, ordered, s.runs))
     a.results.mkdir(parents=True, exist_ok=True)
     variant = ("" if protocol_file is None else f"-{Path(a.protocol).stem}") + (f"-{corpus}" if a.emobox else "")
     out = a.results / f"table{number}{variant}.md"  # the paper-protocol table keeps its name
@@ -396,4 +487,4 @@ def main(number: int, argv: list[str] | None = None) -> None:
     print("\n" + md + f"\nwrote {out} ({(time.monotonic() - start) / 60:.1f} min)", flush=True)
     incomplete = [o.row.experiment for o in outcomes.values() if o.agg is not None and not o.agg["complete"]]
     if incomplete:
-        sys.exit(f"incomplete: {', '.join(incomplete)}; rerun the same command to train the missing folds")
+        sys.exit(f"incomplete: {', '.join(incomplete)}; rerun the same command to train the missing runs")
