@@ -455,7 +455,7 @@ def aggregate(out: str | Path, expected: Sequence[str] | None = None, name: str 
         "merge_exc": sorted({bool(r["merge_exc"]) for r in runs}),
         "devices": sorted({r["device"] for r in runs if r["device"]}),
         "wall_s": round(sum(r["wall_s"] or 0 for r in runs), 1),
-        "resolved_config": _resolved(out / runs[0]["name"]) if runs else {},
+        "resolved_config": next((cfg for r in runs if (cfg := _resolved(out / r["name"]))), {}),  # first run that saved one
         "folds": runs,  # one entry per (fold, seed) run
     }
 
