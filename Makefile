@@ -3,9 +3,10 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
-# make table1 / table2: PROFILE=quick (demo corpus, minutes on a CPU) or full (the paper's
+# make table1 / table2: PROFILE=auto (full with a CUDA GPU, else cpu), cpu (demo corpus, every
+# row to convergence on a 2-core CPU), quick (a smoke test, minutes) or full (the paper's
 # settings); IEMOCAP=/path/IEMOCAP_full_release; WEIGHTS_DIR holding alexnet.pth / vgg16.pth
-PROFILE ?= quick
+PROFILE ?= auto
 IEMOCAP ?=
 WEIGHTS_DIR ?=
 # PROTOCOL=common: all sessions, exc as hap (experiments/protocols/common.yaml) with published

@@ -277,7 +277,7 @@ def test_finetune_rows_are_not_run_without_weights(tmp_path, monkeypatch):
     ran = []
     def fake_crossval(configs, out, folds, overrides, **kwargs):  # what the folds' config.yaml would say
         ran.append(((configs, out, folds, overrides), kwargs))
-        return {"resolved_config": {"net": {"weights": tables.override_value(overrides, "model.net.init_args.weights")}}}
+        return {"resolved_config": {"net": {"weights": crossval.override_value(overrides, "model.net.init_args.weights")}}}
 
     monkeypatch.setattr(tables, "run_crossval", fake_crossval)
     s = tables.Setup("quick", EXPERIMENTS / "profiles" / "quick.yaml", EXPERIMENTS, tmp_path / "runs")

@@ -137,6 +137,17 @@ def emobox_overrides(emobox: str | None, audio_root: str | None) -> list[str]:
     return ["--data.emobox", str(emobox), "--data.audio_root", str(audio_root)]
 
 
+def override_value(overrides: list[str], key: str) -> str | None:
+    """The last value given to `--key` in command-line words (`--key v` or `--key=v`), else None."""
+    found = None
+    for i, word in enumerate(overrides):
+        if word == f"--{key}" and i + 1 < len(overrides):
+            found = overrides[i + 1]
+        elif word.startswith(f"--{key}="):
+            found = word.split("=", 1)[1]
+    return found
+
+
 # --- one fold in a subprocess -----------------------------------------------------------
 
 

@@ -34,9 +34,10 @@ from pathlib import Path
 import yaml
 
 from ..utils import atomic
+from .budget import epoch_seconds, measure_epoch, needs_gpu_note, row_hours, trainer_setting
 from .comparison import (compare_rows, confusion_lines, footnote, mean_ci_cell, method_lines, recall_table,
                          significance_mark)
-from .crossval import AGGREGATE, SEEDS, aggregate, emobox_folds, emobox_overrides, run_crossval
+from .crossval import AGGREGATE, SEEDS, aggregate, emobox_folds, emobox_overrides, override_value, run_crossval
 from .references import COMMON_PROTOCOL, render_references
 
 PAPER = "Zhang et al. 2018"
@@ -68,6 +69,8 @@ TITLES = {
     2: "Table II: FCN + attention against the other systems",
 }
 OFFLINE = "not run: ImageNet weights unavailable (offline)"
+AUTO = "auto"  # --profile auto: full on a machine with a CUDA GPU, else cpu
+MAX_ROW_HOURS = 1.0  # without a GPU, a row estimated above this (at its epoch cap) is reported as needing one
 PAPER_PROTOCOL = "paper"  # base.yaml as is: IEMOCAP improvised, neu/hap/sad/ang, exc left out, 5 folds
 
 
@@ -95,17 +98,6 @@ def net_init_args(config_files: list[Path]) -> dict:
             net = {"class_path": given["class_path"]}
         net.update(given.get("init_args") or {})
     return net
-
-
-def override_value(overrides: list[str], key: str) -> str | None:
-    """The last value given to `--key` in command-line words (`--key v` or `--key=v`), else None."""
-    found = None
-    for i, word in enumerate(overrides):
-        if word == f"--{key}" and i + 1 < len(overrides):
-            found = overrides[i + 1]
-        elif word.startswith(f"--{key}="):
-            found = word.split("=", 1)[1]
-    return found
 
 
 def find_imagenet(arch: str, weights_dir: Path | None) -> tuple[str | None, str]:
@@ -151,6 +143,28 @@ class Setup:
     emobox: str | None = None
     audio_root: str | None = None
     seeds: int = SEEDS
+    max_row_hours: float | None = None  # no GPU: a row whose measured estimate exceeds this is not trained
+
+
+def gpu_needed(configs: list[Path], overrides: list[str], s: Setup, out: Path) -> str | None:
+    """On a machine without a GPU, when `s.max_row_hours` is set and the row still has runs to
+    train: measure its epoch (budget.py) and return the "needs a GPU" note if the row would
+    exceed the budget at its epoch cap; else None (train it)."""
+    import torch
+
+    if s.max_row_hours is None or torch.cuda.is_available():
+        return None
+    runs = s.folds * s.seeds
+    if (out / AGGREGATE).is_file() and json.loads((out / AGGREGATE).read_text()).get("complete"):
+        return None
+    files = [str(c) for c in configs]
+    measured = measure_epoch(files, overrides)
+    epoch_s = epoch_seconds(measured, trainer_setting(files, overrides, "limit_train_batches"))
+    cap = int(trainer_setting(files, overrides, "max_epochs"))
+    hours = row_hours(epoch_s, cap, runs)
+    print(f"  a training epoch measured at {epoch_s:.0f} s on this machine: at most {hours:.1f} h for {runs} runs "
+          f"of up to {cap} epochs (budget {s.max_row_hours:g} h per row)", flush=True)
+    return needs_gpu_note(measured, epoch_s, cap, runs) if hours > s.max_row_hours else None
 
 
 def run_row(row: Row, s: Setup) -> Outcome:
@@ -172,6 +186,10 @@ def run_row(row: Row, s: Setup) -> Outcome:
             return Outcome(row, note=init)
         if weights != "imagenet":
             overrides += ["--model.net.init_args.weights", weights]
+    note = gpu_needed(configs, overrides, s, s.runs / row.experiment)
+    if note is not None:
+        print(f"{row.system}: {note}", flush=True)
+        return Outcome(row, note=note)
     agg = run_crossval([str(c) for c in configs], s.runs / row.experiment, s.folds, overrides,
                        echo=s.verbose, name=row.experiment, emobox=s.emobox, seeds=s.seeds)
     return Outcome(row, agg=agg, init=resolved_init(agg))
@@ -419,6 +437,14 @@ def protocol_path(protocol: str, experiments: Path) -> Path | None:
     return path
 
 
+def default_profile() -> str:
+    """`full` (the paper's settings) on a machine with a CUDA GPU, else `cpu` (every row to
+    convergence on the demo corpus within a 2-core CPU's budget)."""
+    import torch
+
+    return "full" if torch.cuda.is_available() else "cpu"
+
+
 def setup_from_args(a: argparse.Namespace, name: str, profile_file: Path, overrides: list[str]) -> tuple[Setup, str]:
     """The Setup of a table run and its corpus tag (demo, iemocap, emobox-<corpus>): the
     protocol's file, the fold count (EmoBox: its fold_k folders) and the runs folder."""
@@ -431,7 +457,7 @@ def setup_from_args(a: argparse.Namespace, name: str, profile_file: Path, overri
     if a.seeds < 1:
         sys.exit(f"error: --seeds {a.seeds}: give at least 1")
     return Setup(name, profile_file, a.experiments, runs, folds, a.iemocap, a.weights_dir, overrides, a.verbose,
-                 protocol_file, a.emobox, a.audio_root, a.seeds), corpus
+                 protocol_file, a.emobox, a.audio_root, a.seeds, a.max_row_hours or None), corpus
 
 
 def main(number: int, argv: list[str] | None = None) -> None:
@@ -441,7 +467,11 @@ def main(number: int, argv: list[str] | None = None) -> None:
         description=f"Run (or resume) the cross-validations of the paper's Table {'I' if number == 1 else 'II'} "
         "and write the markdown table. Unknown arguments are passed to every fold's `fit`.",
     )
-    p.add_argument("--profile", default="quick", help="quick | full | a profile YAML (default quick)")
+    p.add_argument("--profile", default=AUTO,
+                   help="auto (default: full with a CUDA GPU, else cpu) | cpu | quick | full | a profile YAML")
+    p.add_argument("--max-row-hours", type=float, default=MAX_ROW_HOURS,
+                   help="without a GPU: measure each row's epoch first and do not train a row whose runs would take "
+                   f"longer than this at the epoch cap; the table says it needs a GPU (default {MAX_ROW_HOURS:g}; 0: no check)")
     p.add_argument("--iemocap", help="IEMOCAP_full_release folder (default: the synthetic demo corpus)")
     p.add_argument("--weights-dir", type=Path, help="folder holding alexnet.pth / vgg16.pth (torchvision ImageNet state dicts)")
     p.add_argument("--folds", type=int, help="5 (default), or 10 with the speaker swap; with --emobox: its number of folds")
@@ -457,6 +487,9 @@ def main(number: int, argv: list[str] | None = None) -> None:
     p.add_argument("--results", type=Path, default=Path("results"), help="where table<N>.md is written")
     p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
     a, overrides = p.parse_known_args(argv)
+    if a.profile == AUTO:
+        a.profile = default_profile()
+        print(f"profile: {a.profile} (--profile {AUTO}: {'a' if a.profile == 'full' else 'no'} CUDA GPU here)", flush=True)
     as_file = Path(a.profile)
     profile_file = as_file if as_file.suffix in (".yaml", ".yml") else a.experiments / "profiles" / f"{a.profile}.yaml"
     if not profile_file.is_file():

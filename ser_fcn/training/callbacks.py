@@ -1,7 +1,10 @@
-"""ResultsWriter: the run's `results.json` (what the cross-validation and tables read)."""
+"""ResultsWriter: the run's `results.json` (what the cross-validation and tables read);
+EpochTimer: a full training epoch's time, measured on a few batches."""
 
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
 
 import lightning as L
@@ -51,3 +54,36 @@ def _log_confusion_matrix(logger: WandbLogger, results: dict) -> None:
     names = results["classes"]
     rows = [[true, pred, count] for true, counts in zip(names, results["confusion_matrix"]) for pred, count in zip(names, counts)]
     logger.experiment.log({"test/confusion_matrix": wandb.Table(columns=["true", "predicted", "count"], data=rows)})
+
+
+class EpochTimer(L.Callback):
+    """Times the training batches of a short `fit` and writes what a whole epoch would take.
+
+    `<path>` gets `{"batches_per_epoch", "timed_batches", "seconds_per_batch", "epoch_s"}`:
+    the median wall time of the batches after the first (its warm-up is not typical) times
+    the number of batches of a full training epoch (validation is not counted). Used by
+    `reporting.budget` to say how long a row would take on this machine without training it.
+    """
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.times: list[float] = []
+        self.batches_per_epoch = 0
+        self._start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.batches_per_epoch = len(trainer.train_dataloader)  # the full epoch, whatever limit_train_batches says
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.times.append(time.perf_counter() - self._start)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        timed = self.times[1:] or self.times
+        if not timed or not trainer.is_global_zero:
+            return
+        per_batch = statistics.median(timed)
+        atomic.write_json(self.path, {"batches_per_epoch": self.batches_per_epoch, "timed_batches": len(timed),
+                                      "seconds_per_batch": per_batch, "epoch_s": per_batch * self.batches_per_epoch})

@@ -1,0 +1,85 @@
+"""Can this machine train a table row within the budget? Measure, then decide.
+
+On a machine without a GPU, `make table1` must not spend many hours on a row (VGG16 on 3 s
+segments is ~16x AlexNet's compute), nor fake it or cut it short. Before a row is trained,
+`measure_epoch` runs its first fold's `fit` for a few batches with `EpochTimer` and
+extrapolates one training epoch; `row_hours` multiplies by the epoch cap and the number of
+runs (an upper bound: early stopping may end a run sooner). A row over the budget is reported as "needs a GPU: about N h on this machine" with
+that measurement, and not trained.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from ..configs import BASE_CONFIG
+from .crossval import override_value
+
+PROBE_BATCHES = 4  # timed: the batches after the first (warm-up)
+TIMER = "ser_fcn.training.callbacks.EpochTimer"
+
+
+def probe_command(configs: Sequence[str], overrides: Sequence[str], out: Path, batches: int = PROBE_BATCHES) -> list[str]:
+    """`fit` of fold 1 for `batches` training batches: no validation, test, logger or checkpoint."""
+    cmd = [sys.executable, "-m", "ser_fcn", "fit"]
+    for c in configs:
+        cmd += ["--config", str(c)]
+    return cmd + [*overrides, "--data.fold", "1", "--trainer.max_epochs", "1",
+                  "--trainer.limit_train_batches", str(batches + 1), "--trainer.limit_val_batches", "0",
+                  "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "[]",
+                  "--trainer.callbacks+", TIMER, "--trainer.callbacks.init_args.path", str(out / "epoch.json"),
+                  "--test_after_fit", "false", "--run_dir", str(out / "run")]
+
+
+def measure_epoch(configs: Sequence[str], overrides: Sequence[str], batches: int = PROBE_BATCHES) -> dict:
+    """One training epoch of this row on this machine (`EpochTimer`'s record), measured on
+    `batches` batches of fold 1. Raises RuntimeError (with the output's tail) if the probe fails."""
+    with tempfile.TemporaryDirectory(prefix="ser_fcn-probe-") as tmp:
+        out = Path(tmp)
+        proc = subprocess.run(probe_command(configs, overrides, out, batches), capture_output=True, text=True)
+        record = out / "epoch.json"
+        if proc.returncode != 0 or not record.is_file():
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+            raise RuntimeError(f"timing probe failed (exit {proc.returncode}):\n{tail}")
+        return json.loads(record.read_text())
+
+
+def trainer_setting(configs: Sequence[str], overrides: Sequence[str], key: str):
+    """`trainer.<key>` as base.yaml, then the config files, then the overrides set it (None: unset)."""
+    value = None
+    for f in [BASE_CONFIG, *configs]:
+        value = ((yaml.safe_load(Path(f).read_text()) or {}).get("trainer") or {}).get(key, value)
+    given = override_value(list(overrides), f"trainer.{key}")
+    return yaml.safe_load(given) if given is not None else value
+
+
+def epoch_seconds(measured: dict, limit_train_batches=None) -> float:
+    """A training epoch as the row runs it: the measured full epoch, or fewer batches when the
+    profile sets `limit_train_batches` (a count, or a fraction of the epoch)."""
+    n = measured["batches_per_epoch"]
+    if isinstance(limit_train_batches, int) and not isinstance(limit_train_batches, bool):
+        n = min(n, limit_train_batches)
+    elif isinstance(limit_train_batches, float):
+        n = n * limit_train_batches
+    return measured["seconds_per_batch"] * n
+
+
+def row_hours(epoch_s: float, max_epochs: int, runs: int) -> float:
+    """Hours to train `runs` runs of at most `max_epochs` epochs of `epoch_s` seconds (the cap:
+    early stopping may end sooner)."""
+    return epoch_s * max_epochs * runs / 3600
+
+
+def needs_gpu_note(measured: dict, epoch_s: float, max_epochs: int, runs: int) -> str:
+    """The table cell of a row this machine cannot train within the budget."""
+    hours = row_hours(epoch_s, max_epochs, runs)
+    return (f"needs a GPU: about {hours:.0f} h on this machine (a training epoch measured at {epoch_s / 60:.0f} min: "
+            f"{measured['seconds_per_batch']:.1f} s per batch, median of {measured['timed_batches']} batches of fold 1, "
+            f"x {round(epoch_s / measured['seconds_per_batch'])} batches; x {max_epochs} epochs (the cap) x {runs} runs)")
