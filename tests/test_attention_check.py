@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from ser_fcn.reporting.attention_check import cell_fractions, check_attention, l
 from ser_fcn.reporting.figures import CellGrid, encoder_grid
 
 from helpers import fit_args
+
+REPO = Path(__file__).resolve().parents[1]
 
 CFG = SpectrogramConfig()  # 10 ms hop, 40 ms window at 16 kHz: frame k centred at 0.01 k + 0.02 s
 ALEXNET = CellGrid(jump_f=32, centre_f=31, jump_t=32, centre_t=31)
@@ -149,3 +152,36 @@ def test_a_constant_answer_is_flagged():
 
     assert constant_answer({"confusion_matrix": [[3, 0, 0], [2, 0, 0], [1, 0, 0]]})
     assert not constant_answer({"confusion_matrix": [[3, 0, 0], [1, 1, 0], [1, 0, 0]]})
+
+
+
+def test_the_study_trains_each_model_with_its_table_experiment_and_the_cpu_profile(tmp_path, monkeypatch, capsys):
+    """`train` builds a `fit` command that the real CLI accepts (the tables' experiment, then the
+    CPU profile with its early stopping, the planted corpus, fold 1), records the wall time and
+    does not retrain a finished model."""
+    from ser_fcn.reporting import attention_study
+
+    commands = []
+
+    def fake_launch(cmd, log, echo=False):
+        commands.append(cmd)
+        run_dir = Path(cmd[cmd.index("--run_dir") + 1])
+        (run_dir / "results.json").write_text(json.dumps({"wa": 0.5, "ua": 0.5, "confusion_matrix": [[1, 0], [0, 1]]}))
+        return 0
+
+    monkeypatch.setattr(attention_study, "launch_fold", fake_launch)
+    monkeypatch.chdir(REPO)
+    corpus = tmp_path / "corpus" / "IEMOCAP_full_release"
+    result = attention_study.train("fcn_meanpool", tmp_path, corpus, fold=1, echo=False)
+    assert result["ua"] == 0.5 and result["wall_s"] >= 0 and len(commands) == 1
+    attention_study.train("fcn_meanpool", tmp_path, corpus, fold=1, echo=False)
+    assert len(commands) == 1  # done before: not retrained
+    cmd = commands[0]
+    configs = [cmd[i + 1] for i, w in enumerate(cmd) if w == "--config"]
+    assert configs == ["experiments/fcn_meanpool.yaml", attention_study.PROFILE]
+    with pytest.raises(SystemExit):
+        run_cli([w for w in cmd[cmd.index("fit"):] if w != "--run_dir" and w != str(tmp_path / "fcn_meanpool")]
+                + ["--print_config"])
+    printed = capsys.readouterr().out
+    assert f"root: {corpus}" in printed and "lightning.pytorch.callbacks.EarlyStopping" in printed
+    assert "lam: 0.0" in printed and "fold: 1" in printed

@@ -216,7 +216,7 @@ def test_table2_common_runs_each_row_with_the_protocol_file_and_writes_its_own_t
 
     monkeypatch.setattr(tables, "run_crossval", fake_cv)
     with pytest.raises(SystemExit, match="incomplete"):  # no fold was trained by the fake
-        tables.main(2, ["--protocol", "common", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
+        tables.main(2, ["--profile", "quick", "--max-row-hours", "0", "--protocol", "common", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
                         "--experiments", str(EXPERIMENTS)])
     assert [Path(c[0][1]).name for c in calls] == ["common.yaml", "common.yaml"]  # after the experiment, before the profile
     assert all(c[1].parent.name == "quick-demo-common" and c[2] == 5 for c in calls)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["LRN_AFTER", "AlexNetFCN", "LocalResponseNorm", "he_init_", "mask_time", "layer_output_length", "relu_lrn"]
+__all__ = ["LRN_AFTER", "AlexNetFCN", "LocalResponseNorm", "mask_time", "layer_output_length", "relu_lrn"]
 
 
 def _window_sum(v: Tensor, before: int, after: int, scale: float) -> Tensor:
@@ -86,23 +86,6 @@ def relu_lrn(lrn: bool = True) -> nn.Module:
     if not lrn:
         return nn.ReLU(inplace=True)
     return nn.Sequential(nn.ReLU(inplace=True), LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))
-
-
-def he_init_(module: nn.Module) -> nn.Module:
-    """He et al.'s init (kaiming_normal_, fan_in, ReLU gain) for every conv in `module`, zero
-    biases: the random-init AlexNet's weights. It keeps the activations' scale from layer to
-    layer. torchvision's AlexNet keeps PyTorch's default init, whose smaller weights (and the
-    two LRNs) leave the pooled encoder output ~16x smaller (demo corpus, fold 1): its
-    utterance-to-utterance differences were ~0.01, under the head's dropout noise, and the
-    random-init FCN's loss stayed at ln 4 (chance) for the first four epochs. ImageNet
-    weights, when given, are loaded over this.
-    """
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    return module
 
 
 def layer_output_length(layer: nn.Module, length):
@@ -192,7 +175,6 @@ class AlexNetFCN(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
-        he_init_(self.features)
         self.min_frames = self._min_frames()
 
     def _min_frames(self) -> int:

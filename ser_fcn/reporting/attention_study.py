@@ -1,9 +1,9 @@
 """`make attention-check`: the paper's premise, planted, end to end.
 
 Builds a planted demo corpus (ser_fcn/data/demo_corpus.py, `planted=True`), trains on ONE fold
-(the same fold and seed for every model) FCN + attention (experiments/demo.yaml), FCN + mean
-pooling (the same recipe with lambda = 0) and, unless left out, the segmented AlexNet baseline
-(experiments/alexnet_random.yaml on the demo recipe), then writes each model's test WA / UA
+(the same fold and seed for every model) FCN + attention (experiments/fcn_attn_random.yaml), FCN +
+mean pooling (fcn_meanpool.yaml, lambda = 0) and, unless left out, the segmented AlexNet baseline
+(alexnet_random.yaml), each with the tables' CPU profile (experiments/profiles/cpu.yaml), then writes each model's test WA / UA
 (its results.json), the attention localisation ratio (reporting/attention_check.py) and a
 figure of planted test utterances with their attention and the region marked.
 
@@ -28,18 +28,15 @@ from ..data.demo_corpus import generate_demo_corpus, read_regions
 from ..training.checkpoint import load_checkpoint
 from ..utils import atomic
 from .attention_check import check_attention, describe
-from .crossval import RESULTS, Fold, fit_command, launch_fold
+from .crossval import RESULTS, Fold, Run, fit_command, launch_fold
 from .figures import Panel, draw_panels, encoder_grid
 
-DEMO_RECIPE = "experiments/demo.yaml"
-# The demo recipe with more, smaller steps for the small planted corpus (166 training utterances
-# in fold 1 at 40 per speaker), in fewer epochs so that a shared 2-core CPU finishes a model in ~30 min.
-RECIPE_OVERRIDES = ["--trainer.max_epochs", "8", "--data.max_frames_per_batch", "1500"]
-# name -> (config files, overrides, what the report calls it)
+PROFILE = "experiments/profiles/cpu.yaml"  # the recipe of the tables on a CPU, early stopping included
+# name -> (experiment files, overrides, what the report calls it); the tables' experiments
 MODELS = {
-    "fcn_attn": ([DEMO_RECIPE], [], "FCN + attention (lambda 0.3)"),
-    "fcn_meanpool": ([DEMO_RECIPE], ["--model.net.init_args.lam", "0.0"], "FCN + mean pooling (lambda 0)"),
-    "alexnet_random": ([DEMO_RECIPE, "experiments/alexnet_random.yaml"], [], "AlexNet on 3 s segments (random init)"),
+    "fcn_attn": (["experiments/fcn_attn_random.yaml"], [], "FCN + attention (lambda 0.3)"),
+    "fcn_meanpool": (["experiments/fcn_meanpool.yaml"], [], "FCN + mean pooling (lambda 0)"),
+    "alexnet_random": (["experiments/alexnet_random.yaml"], [], "AlexNet on 3 s segments (random init)"),
 }
 STUDY_DIR = "runs/attention_check"
 OUT_STEM = "results/attention_check"
@@ -55,8 +52,8 @@ def train(name: str, study_dir: Path, corpus_root: Path, fold: int, echo: bool =
     if not (run_dir / RESULTS).is_file():
         shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run: start over
         run_dir.mkdir(parents=True)
-        cmd = fit_command(configs, Fold(fold, False), run_dir,
-                          ["--data.root", str(corpus_root), "--trainer.logger", "false", *RECIPE_OVERRIDES, *overrides])
+        cmd = fit_command([*configs, PROFILE], Run(Fold(fold, False)), run_dir,
+                          ["--data.root", str(corpus_root), "--trainer.logger", "false", *overrides])
         started = time.monotonic()
         code = launch_fold(cmd, run_dir / "fit.log", echo=echo)
         if code != 0 or not (run_dir / RESULTS).is_file():
@@ -136,8 +133,8 @@ def markdown(rows: dict[str, dict], checks: dict[str, dict], corpus: dict, figur
     lines += ["", f"- Corpus: planted demo corpus (SYNTHETIC, not IEMOCAP), {corpus['utterances_per_speaker']} utterances "
               f"per speaker, {corpus['root']}: every utterance neutral speech except one region (planted_regions.csv).",
               f"- ONE fold (fold {first.get('fold')}: test speaker {first.get('test_speaker')}), the same seed for every "
-              "model; the demo recipe (experiments/demo.yaml: random init, Adam lr 5e-4, class-weighted loss) with "
-              f"{' '.join(RECIPE_OVERRIDES)}. Figures from one fold of a few hundred utterances are noisy.",
+              f"model; each model's experiment file (random init) with the tables' CPU recipe `{PROFILE}` (early "
+              "stopping on val/ua). Figures from one fold of a few hundred utterances are noisy.",
               "- Localisation ratio: attention mass inside the region / the region's share of the utterance, on the "
               "encoder's time cells (receptive-field centres), attention summed over frequency; 1.0 = uniform "
               "(mean pooling gives exactly 1.0).",

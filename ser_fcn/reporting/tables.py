@@ -70,7 +70,8 @@ TITLES = {
 }
 OFFLINE = "not run: ImageNet weights unavailable (offline)"
 AUTO = "auto"  # --profile auto: full on a machine with a CUDA GPU, else cpu
-MAX_ROW_HOURS = 1.0  # without a GPU, a row estimated above this (at its epoch cap) is reported as needing one
+MAX_ROW_HOURS = 3.0  # without a GPU, a row estimated above this (at its epoch cap) is reported as needing one:
+# on a 2-core CPU AlexNet's rows need ~1 h, VGG16's ~16x that; the margin absorbs a loaded machine
 PAPER_PROTOCOL = "paper"  # base.yaml as is: IEMOCAP improvised, neu/hap/sad/ang, exc left out, 5 folds
 
 
