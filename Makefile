@@ -45,11 +45,12 @@ test-all: install  ## everything: make test + make test-slow
 figure4: install  ## Figure 4: spectrograms and attention of the newest demo checkpoint -> results/figure4.png
 	$(PY) -m ser_fcn figure4
 
-# make attention-check: ATTN_UPS utterances per speaker of the planted corpus, ATTN_MODELS to train
-ATTN_UPS ?= 40
+# make attention-check: ATTN_UPS utterances per speaker of the planted corpus (default: attention_study's),
+# ATTN_MODELS to train
+ATTN_UPS ?=
 ATTN_MODELS ?= fcn_attn fcn_meanpool alexnet_random
 attention-check: install  ## planted corpus; FCN+attention, mean pooling, AlexNet on ONE fold -> results/attention_check.md
-	$(PY) -m ser_fcn attention-study --utterances_per_speaker $(ATTN_UPS) --models $(ATTN_MODELS)
+	$(PY) -m ser_fcn attention-study $(if $(ATTN_UPS),--utterances_per_speaker $(ATTN_UPS)) --models $(ATTN_MODELS)
 
 table1: install  ## Table I: AlexNet / VGG16 baselines, 5-fold CV (resumable) -> results/table1.md
 	$(PY) -m ser_fcn table1 $(TABLE_ARGS)

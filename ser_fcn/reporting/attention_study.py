@@ -28,7 +28,7 @@ from ..data.demo_corpus import generate_demo_corpus, read_regions
 from ..training.checkpoint import load_checkpoint
 from ..utils import atomic
 from .attention_check import check_attention, describe
-from .crossval import RESULTS, Fold, Run, fit_command, launch_fold
+from .crossval import RESULTS, Fold, Run, fit_command, launch_fold, sigterm_stops_the_fold
 from .figures import Panel, draw_panels, encoder_grid
 
 PROFILE = "experiments/profiles/cpu.yaml"  # the recipe of the tables on a CPU, early stopping included
@@ -40,7 +40,7 @@ MODELS = {
 }
 STUDY_DIR = "runs/attention_check"
 OUT_STEM = "results/attention_check"
-UTTERANCES_PER_SPEAKER = 40
+UTTERANCES_PER_SPEAKER = 60  # fold 1: ~250 training utterances
 WALL_FILE = "study_wall.json"
 FIGURE_UTTERANCES = 4
 
@@ -152,7 +152,8 @@ def markdown(rows: dict[str, dict], checks: dict[str, dict], corpus: dict, figur
 def run_study(study_dir: Path, utterances_per_speaker: int, fold: int, models: list[str], out_stem: str) -> Path:
     corpus = generate_demo_corpus(study_dir / "corpus", utterances_per_speaker=utterances_per_speaker, planted=True)
     read_regions(corpus.root)  # fail early on a broken sidecar
-    rows = {name: train(name, study_dir, corpus.root, fold) for name in models}
+    with sigterm_stops_the_fold():  # `kill` of the study stops the fit it is running too
+        rows = {name: train(name, study_dir, corpus.root, fold) for name in models}
     checks = {name: check_attention(rows[name]["ckpt_path"], corpus.root)
               for name in models if name.startswith("fcn_")}
     figure = localisation_figure(checks["fcn_attn"], Path(out_stem + ".png")) if "fcn_attn" in checks else None

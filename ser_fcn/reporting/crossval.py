@@ -191,7 +191,7 @@ def launch_fold(cmd: list[str], log_path: Path, echo: bool = False) -> int:
 
 
 @contextmanager
-def _sigterm_stops_the_fold() -> Iterator[None]:
+def sigterm_stops_the_fold() -> Iterator[None]:
     """`kill <runner pid>` raises SystemExit in the runner, which then stops the running fold
     (`launch_fold`) instead of leaving it orphaned."""
     if threading.current_thread() is not threading.main_thread():
@@ -284,7 +284,7 @@ def run_crossval(
     (out / "logs").mkdir(exist_ok=True)
     launch = launch or (lambda cmd, log: launch_fold(cmd, log, echo))
     print(f"cv {name}: {len(plan)} runs ({seeds} seed(s) per fold) in {out}", flush=True)
-    with _sigterm_stops_the_fold():
+    with sigterm_stops_the_fold():
         failed = _train_runs(plan, out, configs, overrides, launch, keep_checkpoints)
     expected = run_list(fold_list(folds, None, n_sessions, swap=not emobox), seeds)
     agg = aggregate(out, [r.name for r in expected], name=name)
