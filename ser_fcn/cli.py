@@ -105,8 +105,12 @@ class SERCLI(LightningCLI):
             if hasattr(lg, "init_args") and lg.class_path.endswith("WandbLogger"):
                 if lg.init_args.get("save_dir") in (None, "."):
                     lg.init_args.save_dir = run_dir
-                if lg.init_args.get("name") is None:
-                    lg.init_args.name = f"{self._config_name()}-{self.run_dir.name}"
+                if lg.init_args.get("name") is None:  # WANDB_NAME: the cv runner's `<experiment>/<run>`
+                    lg.init_args.name = os.environ.get("WANDB_NAME") or f"{self._config_name()}-{self.run_dir.name}"
+                # the cv runner's group and job type, explicit: wandb reads its variables only once a process
+                for key, var in (("group", "WANDB_RUN_GROUP"), ("job_type", "WANDB_JOB_TYPE")):
+                    if lg.init_args.get(key) is None and os.environ.get(var):
+                        setattr(lg.init_args, key, os.environ[var])
         for cb in cfg.trainer.get("callbacks") or []:
             if hasattr(cb, "init_args") and cb.class_path.endswith("ModelCheckpoint") and cb.init_args.get("dirpath") is None:
                 cb.init_args.dirpath = str(self.run_dir / "checkpoints")

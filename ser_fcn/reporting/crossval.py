@@ -52,6 +52,7 @@ from ..training.metrics import confusion_scores
 from ..utils import atomic
 from ..utils.machine import cpu_model
 from .stats import CONFIDENCE, class_recalls, mean_ci, mean_class_recalls
+from .wandb_report import fold_run_env, group_name, log_aggregate, logger_settings
 
 RESULTS = "results.json"
 FOLD_META = "cv_fold.json"  # wall time, device and command of a finished fold
@@ -285,11 +286,12 @@ def run_crossval(
     launch = launch or (lambda cmd, log: launch_fold(cmd, log, echo))
     print(f"cv {name}: {len(plan)} runs ({seeds} seed(s) per fold) in {out}", flush=True)
     with sigterm_stops_the_fold():
-        failed = _train_runs(plan, out, configs, overrides, launch, keep_checkpoints)
+        failed = _train_runs(plan, out, configs, overrides, launch, keep_checkpoints, name)
     expected = run_list(fold_list(folds, None, n_sessions, swap=not emobox), seeds)
     agg = aggregate(out, [r.name for r in expected], name=name)
     atomic.write_json(out / AGGREGATE, agg)
     print(summary_line(agg), flush=True)
+    log_aggregate(out, agg)  # a W&B run of the group, when the fits log to W&B
     if failed:
         print(f"cv {name}: {len(failed)} run(s) failed: {', '.join(failed)}; rerun the same command to retry them", flush=True)
     return agg
@@ -309,8 +311,11 @@ def prepare_run_dir(run_dir: Path, tag: str = "") -> Path | None:
 
 
 def _train_runs(plan: list[Run], out: Path, configs: Sequence[str], overrides: Sequence[str],
-                launch: Callable[[list[str], Path], int], keep_checkpoints: bool = False) -> list[str]:
-    """Train the runs of `plan` that have no results.json, in order; the names of those that failed."""
+                launch: Callable[[list[str], Path], int], keep_checkpoints: bool = False,
+                experiment: str | None = None) -> list[str]:
+    """Train the runs of `plan` that have no results.json, in order; the names of those that failed.
+    Each fit is a W&B run of the experiment's group, named `<experiment>/<run>` (wandb_report)."""
+    experiment = experiment or out.name
     t0, trained, failed = time.monotonic(), [], []
     todo = [r for r in plan if not (out / r.name / RESULTS).is_file()]
     for i, run in enumerate(plan, 1):
@@ -328,7 +333,8 @@ def _train_runs(plan: list[Run], out: Path, configs: Sequence[str], overrides: S
         cmd = fit_command(configs, run, run_dir, overrides, resume_from)
         print(f"{tag} training (log: {log})", flush=True)
         start = time.monotonic()
-        code = launch(cmd, log)
+        with fold_run_env(group_name(out, experiment), f"{experiment}/{run.name}"):
+            code = launch(cmd, log)
         wall = time.monotonic() - start
         trained.append(wall)
         left = len(todo) - len(trained)
@@ -394,6 +400,7 @@ def _resolved(run_dir: Path) -> dict:
         "optimizer": {"class_path": opt.get("class_path"), "lr": (opt.get("init_args") or {}).get("lr")},
         "trainer": {k: trainer.get(k) for k in keep_trainer},
         "data": {k: data.get(k) for k in keep_data},
+        "wandb": logger_settings(trainer.get("logger")),  # project, offline; None: the fits log no W&B run
     }
 
 

@@ -39,6 +39,7 @@ from .comparison import (compare_rows, confusion_lines, footnote, mean_ci_cell, 
                          significance_mark)
 from .crossval import AGGREGATE, SEEDS, aggregate, emobox_folds, emobox_overrides, override_value, run_crossval
 from .references import COMMON_PROTOCOL, render_references
+from .wandb_report import log_table
 
 PAPER = "Zhang et al. 2018"
 
@@ -518,6 +519,7 @@ def main(number: int, argv: list[str] | None = None) -> None:
     variant = ("" if protocol_file is None else f"-{Path(a.protocol).stem}") + (f"-{corpus}" if a.emobox else "")
     out = a.results / f"table{number}{variant}.md"  # the paper-protocol table keeps its name
     atomic.write_text(out, md)
+    log_table(number, ordered, md, s.runs, paired_tests(ordered, *choose_reference(number, ordered, s.runs)))
     print("\n" + md + f"\nwrote {out} ({(time.monotonic() - start) / 60:.1f} min)", flush=True)
     incomplete = [o.row.experiment for o in outcomes.values() if o.agg is not None and not o.agg["complete"]]
     if incomplete:
