@@ -177,7 +177,7 @@ def test_table2_is_a_table_run_whose_rows_are_the_rendered_rows(tmp_path, monkey
     monkeypatch.setattr(tables, "run_crossval", lambda configs, out, folds, overrides, **kw:
                         real(configs, out, folds, overrides, launch=Fit(shift=shifts[kw["name"]]), **kw))
     results = tmp_path / "results"
-    cli_main(["table2", "--runs", str(tmp_path / "runs"), "--results", str(results)])
+    cli_main(["table2", "--profile", "quick", "--max-row-hours", "0", "--runs", str(tmp_path / "runs"), "--results", str(results)])
     runs = tmp_path / "runs" / "quick-demo"  # <runs>/<profile>-<corpus>
 
     md = (results / "table2.md").read_text()
