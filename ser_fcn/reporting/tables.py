@@ -1,9 +1,12 @@
 """The paper's Tables I and II next to this package's cross-validated figures.
 
-    python -m ser_fcn table1 [--profile quick|full|FILE] [--iemocap DIR] [--weights-dir DIR] [--folds 5|10]
+    python -m ser_fcn table1 [--profile auto|cpu|quick|full|FILE] [--iemocap DIR] [--weights-dir DIR] [--folds 5|10]
                              [--protocol paper|common|FILE] [--emobox DIR --audio-root DIR] [--seeds N]
+                             [--max-row-hours H]
     python -m ser_fcn table2 [same options]
 
+`--profile auto` (the default) is `full` with a CUDA GPU, else `cpu`; without a GPU each row's
+epoch is measured first and a row over `--max-row-hours` is reported as needing a GPU (budget.py).
 `--seeds N` trains every fold with the seeds 0..N-1 (crossval.py). Each 'here' cell is the
 mean and 95 % confidence interval over the folds x seeds runs; every other row is compared on
 UA with the FCN + attention row by a paired Wilcoxon test (`choose_reference`, stats.py).
