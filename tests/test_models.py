@@ -364,3 +364,29 @@ def test_load_imagenet_is_strict_outside_skip(alexnet_file):
     path, _ = alexnet_file
     with pytest.raises(ValueError, match="unexpected keys.*classifier"):
         load_imagenet(AlexNetFCN(), "alexnet", path)
+
+
+def test_random_init_alexnets_use_he_fan_out_and_the_fcn_head_a_light_dropout():
+    """The random-init AlexNet (FCN encoder and segmented baseline alike) has He fan_out conv
+    weights (std sqrt(2 / (k*k*C_out))) and zero biases, not PyTorch's default (std
+    sqrt(1 / (3 * fan_in))); the head's dropout is attention.DROPOUT."""
+    import math
+
+    import torch
+
+    from ser_fcn.models import AlexNetFCN, FCNAttention
+    from ser_fcn.models.attention import DROPOUT
+    from ser_fcn.models.baselines import SegmentClassifier
+
+    torch.manual_seed(0)
+    for features in (AlexNetFCN().features, SegmentClassifier(num_classes=4, arch="alexnet").features):
+        convs = [m for m in features if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) == 5
+        for conv in convs[1:]:  # conv1 has 1 input channel: too few weights for a tight std
+            k, c_out, c_in = conv.kernel_size[0], conv.out_channels, conv.in_channels
+            he, default = math.sqrt(2 / (k * k * c_out)), math.sqrt(1 / (3 * k * k * c_in))
+            assert conv.weight.std().item() == pytest.approx(he, rel=0.03)
+            assert abs(he - default) / he > 0.1  # the two inits are told apart
+            assert torch.count_nonzero(conv.bias) == 0
+    head = FCNAttention(num_classes=4).head
+    assert head.classifier[0].p == DROPOUT == 0.1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torchvision
 from torch import Tensor, nn
 
-from ser_fcn.models.alexnet_fcn import LRN_AFTER, relu_lrn
+from ser_fcn.models.alexnet_fcn import LRN_AFTER, he_init_, relu_lrn
 from ser_fcn.models.weights import load_imagenet, one_channel_conv
 
 __all__ = ["SegmentClassifier"]
@@ -45,7 +45,9 @@ class SegmentClassifier(nn.Module):
         if arch == "alexnet" and lrn is not False:
             for i in LRN_AFTER:
                 self.features[i] = relu_lrn()
-        if arch == "vgg16":  # re-apply torchvision's VGG init; AlexNet's is PyTorch's default
+        if arch == "alexnet":  # the FCN encoder's random init (he_init_), so the two compare like for like
+            he_init_(self.features)
+        else:  # re-apply torchvision's VGG init to the new conv1
             nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(conv1.bias)
         if weights is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ser_fcn.models.alexnet_fcn import AlexNetFCN
-from ser_fcn.models.attention import AttentionHead
+from ser_fcn.models.attention import DROPOUT, AttentionHead
 from ser_fcn.models.weights import load_imagenet
 
 __all__ = ["ENCODERS", "FCNAttention"]
@@ -35,7 +35,7 @@ class FCNAttention(nn.Module):
         lrn: bool = True,  # LRN after conv1 and conv2, as in the paper's AlexNet encoder
         lam: float = 0.3,  # lambda of eq. 3, the paper's value
         attn_dim: int = 256,  # the paper does not give it
-        dropout: float = 0.5,  # the paper does not give it
+        dropout: float = DROPOUT,  # the paper does not give it (attention.DROPOUT)
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
