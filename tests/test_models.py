@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -390,3 +391,23 @@ def test_random_init_alexnets_use_he_fan_out_and_the_fcn_head_a_light_dropout():
             assert torch.count_nonzero(conv.bias) == 0
     head = FCNAttention(num_classes=4).head
     assert head.classifier[0].p == DROPOUT == 0.1
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml")))
+def test_every_experiment_file_resolves_to_a_model_that_builds(experiment, capsys):
+    """The resolved `model.net` of each experiment (after base.yaml: init_args of the default
+    class can be carried into another class) builds; ImageNet weights are left out (offline)."""
+    import importlib
+
+    import yaml
+
+    from ser_fcn.cli import run_cli
+
+    repo = Path(__file__).resolve().parents[1]
+    with pytest.raises(SystemExit):
+        run_cli(["fit", "--config", str(repo / "experiments" / f"{experiment}.yaml"), "--print_config"])
+    net = yaml.safe_load(capsys.readouterr().out)["model"]["net"]
+    module, name = net["class_path"].rsplit(".", 1)
+    args = {**net["init_args"], "weights": None}
+    args.pop("num_classes", None)
+    getattr(importlib.import_module(module), name)(num_classes=4, **args)
