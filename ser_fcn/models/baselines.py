@@ -38,18 +38,16 @@ class SegmentClassifier(nn.Module):
             raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
         if lrn and arch != "alexnet":
             raise ValueError(f"lrn: only the alexnet arch has LRN layers, not {arch!r}")
-        # torchvision's own init for every layer, the last one (classifier.6) included
+        # torchvision's own init for the classifier, its last layer (classifier.6) included
         net = ARCHS[arch](num_classes=num_classes)
         self.features, self.avgpool, self.classifier = net.features, net.avgpool, net.classifier
-        self.features[0] = conv1 = one_channel_conv(self.features[0])
+        self.features[0] = one_channel_conv(self.features[0])
         if arch == "alexnet" and lrn is not False:
             for i in LRN_AFTER:
                 self.features[i] = relu_lrn()
-        if arch == "alexnet":  # the FCN encoder's random init (he_init_), so the two compare like for like
-            he_init_(self.features)
-        else:  # re-apply torchvision's VGG init to the new conv1
-            nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(conv1.bias)
+        # He fan_out: torchvision's own VGG init (so also for the new conv1), and the FCN encoder's
+        # random init for AlexNet, so the two compare like for like
+        he_init_(self.features)
         if weights is not None:
             load_imagenet(self, arch, weights, skip=("classifier.6.",))  # the last layer is ours
 

@@ -3,11 +3,12 @@
 Builds a planted demo corpus (ser_fcn/data/demo_corpus.py, `planted=True`), trains on ONE fold
 (the same fold and seed for every model) FCN + attention (experiments/fcn_attn_random.yaml), FCN +
 mean pooling (fcn_meanpool.yaml, lambda = 0) and, unless left out, the segmented AlexNet baseline
-(alexnet_random.yaml), each with the tables' CPU profile (experiments/profiles/cpu.yaml), then writes each model's test WA / UA
-(its results.json), the attention localisation ratio (reporting/attention_check.py) and a
-figure of planted test utterances with their attention and the region marked.
+(alexnet_random.yaml), each with the tables' CPU profile (experiments/profiles/cpu.yaml), then
+writes each model's test WA / UA (its results.json), the attention localisation ratio
+(reporting/attention_check.py) and a figure of planted test utterances with their attention and
+the region marked.
 
-`python -m ser_fcn attention-study [--dir runs/attention_check] [--utterances_per_speaker 40]
+`python -m ser_fcn attention-study [--dir runs/attention_check] [--utterances_per_speaker 60]
 [--fold 1] [--models fcn_attn fcn_meanpool alexnet_random]` -> results/attention_check.{md,json,png}.
 A model whose folder already has results.json is not retrained.
 """
@@ -32,11 +33,11 @@ from .crossval import RESULTS, Fold, Run, fit_command, launch_fold, sigterm_stop
 from .figures import Panel, draw_panels, encoder_grid
 
 PROFILE = "experiments/profiles/cpu.yaml"  # the recipe of the tables on a CPU, early stopping included
-# name -> (experiment files, overrides, what the report calls it); the tables' experiments
+# name -> (the tables' experiment file, what the report calls it)
 MODELS = {
-    "fcn_attn": (["experiments/fcn_attn_random.yaml"], [], "FCN + attention (lambda 0.3)"),
-    "fcn_meanpool": (["experiments/fcn_meanpool.yaml"], [], "FCN + mean pooling (lambda 0)"),
-    "alexnet_random": (["experiments/alexnet_random.yaml"], [], "AlexNet on 3 s segments (random init)"),
+    "fcn_attn": ("experiments/fcn_attn_random.yaml", "FCN + attention (lambda 0.3)"),
+    "fcn_meanpool": ("experiments/fcn_meanpool.yaml", "FCN + mean pooling (lambda 0)"),
+    "alexnet_random": ("experiments/alexnet_random.yaml", "AlexNet on 3 s segments (random init)"),
 }
 STUDY_DIR = "runs/attention_check"
 OUT_STEM = "results/attention_check"
@@ -47,13 +48,13 @@ FIGURE_UTTERANCES = 4
 
 def train(name: str, study_dir: Path, corpus_root: Path, fold: int, echo: bool = True) -> dict:
     """Fit one model on the planted corpus (unless its results.json exists); its results + wall time."""
-    configs, overrides, _ = MODELS[name]
+    experiment, _ = MODELS[name]
     run_dir = study_dir / name
     if not (run_dir / RESULTS).is_file():
         shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run: start over
         run_dir.mkdir(parents=True)
-        cmd = fit_command([*configs, PROFILE], Run(Fold(fold, False)), run_dir,
-                          ["--data.root", str(corpus_root), "--trainer.logger", "false", *overrides])
+        cmd = fit_command([experiment, PROFILE], Run(Fold(fold, False)), run_dir,
+                          ["--data.root", str(corpus_root), "--trainer.logger", "false"])
         started = time.monotonic()
         code = launch_fold(cmd, run_dir / "fit.log", echo=echo)
         if code != 0 or not (run_dir / RESULTS).is_file():
@@ -127,7 +128,7 @@ def markdown(rows: dict[str, dict], checks: dict[str, dict], corpus: dict, figur
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         wall = f"{r['wall_s'] / 60:.1f} min" if "wall_s" in r else "—"
-        lines.append(f"| {MODELS[name][2]} | {_pct(r.get('wa'))} | {_pct(r.get('ua'))} | {_ratio_cell(checks.get(name))} "
+        lines.append(f"| {MODELS[name][1]} | {_pct(r.get('wa'))} | {_pct(r.get('ua'))} | {_ratio_cell(checks.get(name))} "
                      f"| {'YES: nothing learned' if constant_answer(r) else 'no'} | {wall} |")
     first = next(iter(rows.values()))
     lines += ["", f"- Corpus: planted demo corpus (SYNTHETIC, not IEMOCAP), {corpus['utterances_per_speaker']} utterances "

@@ -4,8 +4,8 @@ On a machine without a GPU, `make table1` must not spend many hours on a row (VG
 segments is ~16x AlexNet's compute), nor fake it or cut it short. Before a row is trained,
 `measure_epoch` runs its first fold's `fit` for a few batches with `EpochTimer` and
 extrapolates one training epoch; `row_hours` multiplies by the epoch cap and the number of
-runs (an upper bound: early stopping may end a run sooner). A row over the budget is reported as "needs a GPU: about N h on this machine" with
-that measurement, and not trained.
+runs (an upper bound: early stopping may end a run sooner). A row over the budget is reported
+as "needs a GPU: about N h on this machine" with that measurement, and not trained.
 """
 
 from __future__ import annotations

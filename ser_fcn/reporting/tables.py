@@ -375,14 +375,13 @@ def paired_tests(outcomes: list[Outcome], reference: Outcome | None, why: str) -
 
 def render_table(number: int, outcomes: list[Outcome], profile: str, profile_file: Path | None,
                  folds: int = 5, command: str = "", protocol: str | None = None, references: list | None = None,
-                 seeds: int = SEEDS, reference: tuple[Outcome | None, str] | None = None) -> str:
-    """Markdown: the paper's rows and figures, this package's mean [95 % CI] with paired tests
-    against `reference` (`choose_reference`; default: among `outcomes`), per-class recall,
-    pooled confusion matrices, and what produced them.
+                 seeds: int = SEEDS, paired: PairedTests | None = None) -> str:
+    """Markdown: the paper's rows and figures, this package's mean [95 % CI] with the paired
+    tests `paired` (`paired_tests` against `choose_reference`; default: the reference among
+    `outcomes`), per-class recall, pooled confusion matrices, and what produced them.
     `protocol`: a line saying which protocol made the 'here' columns (`protocol_line`);
     `references`: published rows under that protocol (references.py), quoted beneath."""
-    reference_row, why = reference or choose_reference(number, outcomes)
-    paired = paired_tests(outcomes, reference_row, why)
+    paired = paired or paired_tests(outcomes, *choose_reference(number, outcomes))
     rows, footnotes = _table_rows(outcomes, folds * seeds, paired)
     lines = [f"# {TITLES[number]}", "",
              "| System | WA paper | WA here | UA paper | UA here |", "|---|---|---|---|---|", *rows]
@@ -515,14 +514,15 @@ def main(number: int, argv: list[str] | None = None) -> None:
     command = " ".join(["python -m ser_fcn", f"table{number}", *(argv if argv is not None else sys.argv[2:])])
     common = protocol_file is not None and protocol_file.stem == "common"
     references = COMMON_PROTOCOL if number == 2 and (common or corpus == "emobox-iemocap") else None
+    paired = paired_tests(ordered, *choose_reference(number, ordered, s.runs))  # for the markdown and W&B
     md = render_table(number, ordered, name, profile_file, a.folds, command,
                       protocol_line(Path(a.protocol).stem, protocol_file, a.emobox), references,
-                      seeds=s.seeds, reference=choose_reference(number, ordered, s.runs))
+                      seeds=s.seeds, paired=paired)
     a.results.mkdir(parents=True, exist_ok=True)
     variant = ("" if protocol_file is None else f"-{Path(a.protocol).stem}") + (f"-{corpus}" if a.emobox else "")
     out = a.results / f"table{number}{variant}.md"  # the paper-protocol table keeps its name
     atomic.write_text(out, md)
-    log_table(number, ordered, md, s.runs, paired_tests(ordered, *choose_reference(number, ordered, s.runs)))
+    log_table(number, ordered, md, s.runs, paired)
     print("\n" + md + f"\nwrote {out} ({(time.monotonic() - start) / 60:.1f} min)", flush=True)
     incomplete = [o.row.experiment for o in outcomes.values() if o.agg is not None and not o.agg["complete"]]
     if incomplete:
