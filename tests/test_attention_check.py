@@ -11,7 +11,8 @@ import pytest
 
 from ser_fcn.cli import main, run_cli
 from ser_fcn.data import demo_corpus
-from ser_fcn.data.demo_corpus import PLANTED_REGION_SECONDS, PLANTED_SECONDS, REGIONS_NAME, read_regions
+from ser_fcn.data.demo_corpus import (PLANTED_CONTRAST, PLANTED_REGION_SECONDS, PLANTED_SECONDS, PLANTED_SPREAD_SCALE,
+                                     REGIONS_NAME, read_regions)
 from ser_fcn.data.features import SpectrogramConfig
 from ser_fcn.models import AlexNetFCN
 from ser_fcn.reporting.attention_check import cell_fractions, check_attention, localisation_ratio, region_frames
@@ -72,12 +73,23 @@ def test_outside_the_region_the_audio_is_the_neutral_synthesis(planted):
     assert len(calls) == 2 * len(summary.utterances)
     for u, (base, region) in zip(summary.utterances, zip(calls[::2], calls[1::2])):
         start, stop = (round(s * 16000) for s in (u["region_start_s"], u["region_end_s"]))
-        assert (base["code"], base["n"], base["kwargs"]) == ("neu", round(u["duration_s"] * 16000), {})
+        assert (base["code"], base["n"]) == ("neu", round(u["duration_s"] * 16000))
+        assert base["kwargs"] == {"spread_scale": PLANTED_SPREAD_SCALE}
         assert (region["code"], region["n"]) == (u["label"], stop - start)
+        assert (region["kwargs"]["spread_scale"], region["kwargs"]["contrast"]) == (PLANTED_SPREAD_SCALE, PLANTED_CONTRAST)
         audio = _wav(u["path"])
         outside = np.r_[0:start, stop:len(audio)]
         np.testing.assert_allclose(audio[outside], np.clip(base["audio"][outside], -1, 1), atol=1 / 32767)
         assert not np.allclose(audio[start:stop], base["audio"][start:stop], atol=1e-3)
+
+
+@pytest.mark.parametrize("code", sorted(demo_corpus._PROFILE))
+def test_contrast_scales_a_profiles_distance_from_neutral_and_1_leaves_it(code):
+    neutral = np.array(demo_corpus._PROFILE["neu"])
+    plain = demo_corpus._profile(code, np.random.default_rng(0), spread_scale=0.0)
+    np.testing.assert_array_equal(plain, demo_corpus._profile(code, np.random.default_rng(0), 0.0, contrast=1.0))
+    np.testing.assert_allclose(demo_corpus._profile(code, np.random.default_rng(0), 0.0, contrast=PLANTED_CONTRAST) - neutral,
+                               PLANTED_CONTRAST * (plain - neutral))
 
 
 def test_ordinary_corpora_keep_their_parameters(tmp_path):
@@ -155,7 +167,7 @@ def test_a_constant_answer_is_flagged():
 
 
 
-def test_the_study_trains_each_model_with_its_table_experiment_and_the_cpu_profile(tmp_path, monkeypatch, capsys):
+def test_the_study_trains_each_model_with_its_table_experiment_and_the_cpu_profiles(tmp_path, monkeypatch, capsys):
     """`train` builds a `fit` command that the real CLI accepts (the tables' experiment, then the
     CPU profile with its early stopping, the planted corpus, fold 1), records the wall time and
     does not retrain a finished model."""
@@ -178,10 +190,11 @@ def test_the_study_trains_each_model_with_its_table_experiment_and_the_cpu_profi
     assert len(commands) == 1  # done before: not retrained
     cmd = commands[0]
     configs = [cmd[i + 1] for i, w in enumerate(cmd) if w == "--config"]
-    assert configs == ["experiments/fcn_meanpool.yaml", attention_study.PROFILE]
+    assert configs == ["experiments/fcn_meanpool.yaml", *attention_study.PROFILES]
     with pytest.raises(SystemExit):
         run_cli([w for w in cmd[cmd.index("fit"):] if w != "--run_dir" and w != str(tmp_path / "fcn_meanpool")]
                 + ["--print_config"])
     printed = capsys.readouterr().out
     assert f"root: {corpus}" in printed and "lightning.pytorch.callbacks.EarlyStopping" in printed
     assert "lam: 0.0" in printed and "fold: 1" in printed
+    assert "max_epochs: 20" in printed and "patience: 3" in printed  # the study's cap on top of the cpu profile

@@ -3,12 +3,13 @@
 Builds a planted demo corpus (ser_fcn/data/demo_corpus.py, `planted=True`), trains on ONE fold
 (the same fold and seed for every model) FCN + attention (experiments/fcn_attn_random.yaml), FCN +
 mean pooling (fcn_meanpool.yaml, lambda = 0) and, unless left out, the segmented AlexNet baseline
-(alexnet_random.yaml), each with the tables' CPU profile (experiments/profiles/cpu.yaml), then
+(alexnet_random.yaml), each with the tables' CPU profile (experiments/profiles/cpu.yaml) and the
+study's longer epoch cap (cpu_planted.yaml), then
 writes each model's test WA / UA (its results.json), the attention localisation ratio
 (reporting/attention_check.py) and a figure of planted test utterances with their attention and
 the region marked.
 
-`python -m ser_fcn attention-study [--dir runs/attention_check] [--utterances_per_speaker 60]
+`python -m ser_fcn attention-study [--dir runs/attention_check] [--utterances_per_speaker 80]
 [--fold 1] [--models fcn_attn fcn_meanpool alexnet_random]` -> results/attention_check.{md,json,png}.
 A model whose folder already has results.json is not retrained.
 """
@@ -32,7 +33,8 @@ from .attention_check import check_attention, describe
 from .crossval import RESULTS, Fold, Run, fit_command, launch_fold, sigterm_stops_the_fold
 from .figures import Panel, draw_panels, encoder_grid
 
-PROFILE = "experiments/profiles/cpu.yaml"  # the recipe of the tables on a CPU, early stopping included
+# the recipe of the tables on a CPU (early stopping included), then the study's longer epoch cap
+PROFILES = ["experiments/profiles/cpu.yaml", "experiments/profiles/cpu_planted.yaml"]
 # name -> (the tables' experiment file, what the report calls it)
 MODELS = {
     "fcn_attn": ("experiments/fcn_attn_random.yaml", "FCN + attention (lambda 0.3)"),
@@ -41,7 +43,7 @@ MODELS = {
 }
 STUDY_DIR = "runs/attention_check"
 OUT_STEM = "results/attention_check"
-UTTERANCES_PER_SPEAKER = 60  # fold 1: ~250 training utterances
+UTTERANCES_PER_SPEAKER = 80  # fold 1: ~350 training utterances, ~45 validation
 WALL_FILE = "study_wall.json"
 FIGURE_UTTERANCES = 4
 
@@ -53,7 +55,7 @@ def train(name: str, study_dir: Path, corpus_root: Path, fold: int, echo: bool =
     if not (run_dir / RESULTS).is_file():
         shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run: start over
         run_dir.mkdir(parents=True)
-        cmd = fit_command([experiment, PROFILE], Run(Fold(fold, False)), run_dir,
+        cmd = fit_command([experiment, *PROFILES], Run(Fold(fold, False)), run_dir,
                           ["--data.root", str(corpus_root), "--trainer.logger", "false"])
         started = time.monotonic()
         code = launch_fold(cmd, run_dir / "fit.log", echo=echo)
@@ -134,8 +136,8 @@ def markdown(rows: dict[str, dict], checks: dict[str, dict], corpus: dict, figur
     lines += ["", f"- Corpus: planted demo corpus (SYNTHETIC, not IEMOCAP), {corpus['utterances_per_speaker']} utterances "
               f"per speaker, {corpus['root']}: every utterance neutral speech except one region (planted_regions.csv).",
               f"- ONE fold (fold {first.get('fold')}: test speaker {first.get('test_speaker')}), the same seed for every "
-              f"model; each model's experiment file (random init) with the tables' CPU recipe `{PROFILE}` (early "
-              "stopping on val/ua). Figures from one fold of a few hundred utterances are noisy.",
+              f"model; each model's experiment file (random init) with the tables' CPU recipe and the study's "
+              f"epoch cap ({' + '.join(f'`{p}`' for p in PROFILES)}; early stopping on val/ua). Figures from one fold of a few hundred utterances are noisy.",
               "- Localisation ratio: attention mass inside the region / the region's share of the utterance, on the "
               "encoder's time cells (receptive-field centres), attention summed over frequency; 1.0 = uniform "
               "(mean pooling gives exactly 1.0).",
