@@ -101,6 +101,16 @@ def test_manifest_input_trains_like_the_root(demo_corpus, tmp_path):
     assert torch.equal(a.feature_mean, b.feature_mean)
 
 
+def test_a_relative_root_reads_the_same_utterances_as_the_absolute_one(demo_corpus, monkeypatch):
+    """data.root relative to the working directory: the cached manifest (which takes relative
+    paths relative to its own folder) must still point at the corpus's wavs."""
+    monkeypatch.chdir(demo_corpus.root.parent)
+    a = make_dm(Path(demo_corpus.root.name))
+    b = make_dm(demo_corpus.root)
+    assert a.datasets["train"].utterance_ids == b.datasets["train"].utterance_ids
+    assert torch.equal(a.feature_mean, b.feature_mean)
+
+
 def test_missing_data_is_an_error_never_a_fallback(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         SERDataModule(root=str(tmp_path / "nowhere"), progress=False).prepare_data()

@@ -140,7 +140,7 @@ def read_emobox_fold(emobox_dir: str | Path, fold: int, audio_root: str | Path, 
     both = set(keys["train"]) & set(keys["test"])
     if both:
         raise EmoBoxError(f"{fold_file(emobox_dir, fold, 'test')}: {len(both)} key(s) also in the train file, e.g. {sorted(both)[0]}")
-    summary, rows, root = ReadSummary(), [], Path(audio_root)
+    summary, rows, root = ReadSummary(), [], Path(audio_root).absolute()  # see iemocap.find_corpus_root
     parts = [p for p in ("train", "valid", "test") if p in keys]
     records = []
     for part in parts:

@@ -112,8 +112,11 @@ class ReadSummary:
 
 
 def find_corpus_root(root: str | Path) -> Path:
-    """`root` itself, or its `IEMOCAP_full_release` child; clear error otherwise."""
-    root = Path(root)
+    """`root` itself, or its `IEMOCAP_full_release` child, absolute; clear error otherwise.
+
+    Absolute, so that the wav paths read under it stay right in a manifest (which takes a
+    relative path relative to its own folder, not to the working directory)."""
+    root = Path(root).absolute()
     if not root.is_dir():
         raise FileNotFoundError(f"IEMOCAP root {root} does not exist")
     for cand in (root, root / "IEMOCAP_full_release"):

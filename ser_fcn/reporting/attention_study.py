@@ -3,8 +3,8 @@
 Builds a planted demo corpus (ser_fcn/data/demo_corpus.py, `planted=True`), trains on ONE fold
 (the same fold and seed for every model) FCN + attention (experiments/fcn_attn_random.yaml), FCN +
 mean pooling (fcn_meanpool.yaml, lambda = 0) and, unless left out, the segmented AlexNet baseline
-(alexnet_random.yaml), each with the tables' CPU profile (experiments/profiles/cpu.yaml) and the
-study's longer epoch cap (cpu_planted.yaml), then
+(alexnet_random.yaml), each with the tables' CPU profile (experiments/profiles/cpu.yaml) changed by
+cpu_planted.yaml (a fixed 20 epochs, the last one tested), then
 writes each model's test WA / UA (its results.json), the attention localisation ratio
 (reporting/attention_check.py) and a figure of planted test utterances with their attention and
 the region marked.
@@ -33,7 +33,7 @@ from .attention_check import check_attention, describe
 from .crossval import RESULTS, Fold, Run, fit_command, launch_fold, sigterm_stops_the_fold
 from .figures import Panel, draw_panels, encoder_grid
 
-# the recipe of the tables on a CPU (early stopping included), then the study's longer epoch cap
+# the recipe of the tables on a CPU, then the study's fixed epochs (the last one tested)
 PROFILES = ["experiments/profiles/cpu.yaml", "experiments/profiles/cpu_planted.yaml"]
 # name -> (the tables' experiment file, what the report calls it)
 MODELS = {
@@ -136,8 +136,8 @@ def markdown(rows: dict[str, dict], checks: dict[str, dict], corpus: dict, figur
     lines += ["", f"- Corpus: planted demo corpus (SYNTHETIC, not IEMOCAP), {corpus['utterances_per_speaker']} utterances "
               f"per speaker, {corpus['root']}: every utterance neutral speech except one region (planted_regions.csv).",
               f"- ONE fold (fold {first.get('fold')}: test speaker {first.get('test_speaker')}), the same seed for every "
-              f"model; each model's experiment file (random init) with the tables' CPU recipe and the study's "
-              f"epoch cap ({' + '.join(f'`{p}`' for p in PROFILES)}; early stopping on val/ua). Figures from one fold of a few hundred utterances are noisy.",
+              f"model; each model's experiment file (random init) with the tables' CPU recipe changed by the study's "
+              f"profile ({' + '.join(f'`{p}`' for p in PROFILES)}: a fixed 20 epochs, the last one tested). Figures from one fold of a few hundred utterances are noisy.",
               "- Localisation ratio: attention mass inside the region / the region's share of the utterance, on the "
               "encoder's time cells (receptive-field centres), attention summed over frequency; 1.0 = uniform "
               "(mean pooling gives exactly 1.0).",
