@@ -200,3 +200,16 @@ def test_the_study_trains_each_model_with_its_table_experiment_and_the_cpu_profi
     assert "max_epochs: 20" in printed and "EarlyStopping" not in printed
     assert printed.count("class_path: lightning.pytorch.callbacks.ModelCheckpoint") == 1 and "monitor: null" in printed
     assert "class_weighted_loss: true" in printed  # the rest of the cpu recipe stays
+
+
+def test_the_study_writes_paths_relative_to_the_working_folder(tmp_path):
+    """The committed results/attention_check.{md,json} name no folder of the machine that ran them."""
+    from ser_fcn.reporting.attention_study import portable
+
+    base = tmp_path / "repo"
+    record = {"ckpt_path": f"{base}/runs/a/last.ckpt", "command": f"python fit --data.root {base}/runs/corpus --x 1",
+              "elsewhere": "/data/IEMOCAP", "n": 3, "classes": [f"{base}/c", "ang"], "nested": {"corpus": str(base / "d")}}
+    out = portable(record, base)
+    assert out == {"ckpt_path": "runs/a/last.ckpt", "command": "python fit --data.root runs/corpus --x 1",
+                   "elsewhere": "/data/IEMOCAP", "n": 3, "classes": ["c", "ang"], "nested": {"corpus": "d"}}
+    assert str(base) not in json.dumps(out)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -112,6 +113,20 @@ def _attention(module, spec: torch.Tensor):
     return attention_of(module, spec)
 
 
+def portable(obj, base: Path | None = None):
+    """`obj` (JSON-like) with every path under `base` (default: the working folder, the repo root)
+    written relative to it, so the committed results/attention_check.* name no folder of the
+    machine that ran the study."""
+    prefix = str((base or Path.cwd()).absolute()) + os.sep
+    if isinstance(obj, str):
+        return obj.replace(prefix, "")
+    if isinstance(obj, dict):
+        return {k: portable(v, base) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v, base) for v in obj]
+    return obj
+
+
 def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
@@ -160,8 +175,9 @@ def run_study(study_dir: Path, utterances_per_speaker: int, fold: int, models: l
     checks = {name: check_attention(rows[name]["ckpt_path"], corpus.root)
               for name in models if name.startswith("fcn_")}
     figure = localisation_figure(checks["fcn_attn"], Path(out_stem + ".png")) if "fcn_attn" in checks else None
+    rows, checks = portable(rows), portable(checks)
     atomic.write_json(out_stem + ".json", {"models": rows, "localisation": checks})
-    corpus_info = {"utterances_per_speaker": utterances_per_speaker, "root": str(corpus.root)}
+    corpus_info = {"utterances_per_speaker": utterances_per_speaker, "root": portable(str(corpus.root))}
     return atomic.write_text(out_stem + ".md", markdown(rows, checks, corpus_info, figure))
 
 
