@@ -11,8 +11,8 @@ import pytest
 
 from ser_fcn.cli import main, run_cli
 from ser_fcn.data import demo_corpus
-from ser_fcn.data.demo_corpus import (PLANTED_CONTRAST, PLANTED_REGION_SECONDS, PLANTED_SECONDS, PLANTED_SPREAD_SCALE,
-                                     REGIONS_NAME, read_regions)
+from ser_fcn.data.demo_corpus import (PLANTED_BACKGROUND, PLANTED_CONTRAST, PLANTED_REGION_SECONDS, PLANTED_SECONDS,
+                                     PLANTED_SPREAD_SCALE, REGIONS_NAME, read_regions)
 from ser_fcn.data.features import SpectrogramConfig
 from ser_fcn.models import AlexNetFCN
 from ser_fcn.reporting.attention_check import cell_fractions, check_attention, localisation_ratio, region_frames
@@ -213,3 +213,19 @@ def test_the_study_writes_paths_relative_to_the_working_folder(tmp_path):
     assert out == {"ckpt_path": "runs/a/last.ckpt", "command": "python fit --data.root runs/corpus --x 1",
                    "elsewhere": "/data/IEMOCAP", "n": 3, "classes": ["c", "ang"], "nested": {"corpus": "d"}}
     assert str(base) not in json.dumps(out)
+
+
+def test_the_summaries_leave_neutral_out_of_the_emotional_figure_and_count_only_correct_ones_per_class():
+    """A neutral utterance's region sounds like its background: it counts in "correct" but not in
+    "correct_emotional"; per-class figures take only the correct utterances of that class."""
+    from ser_fcn.reporting.attention_check import summaries
+
+    records = [{"label": "ang", "correct": True, "ratio": 3.0}, {"label": "ang", "correct": True, "ratio": 5.0},
+               {"label": "ang", "correct": False, "ratio": 9.0}, {"label": PLANTED_BACKGROUND, "correct": True, "ratio": 1.0},
+               {"label": "sad", "correct": False, "ratio": 0.5}]
+    out = summaries(records, ["neu", "hap", "sad", "ang"])
+    assert out["correct"] == {"n": 3, "median": 3.0, "mean": 3.0}
+    assert out["correct_emotional"] == {"n": 2, "median": 4.0, "mean": 4.0}
+    assert out["correct_per_class"]["ang"]["n"] == 2 and out["correct_per_class"][PLANTED_BACKGROUND]["median"] == 1.0
+    assert out["correct_per_class"]["sad"] == {"n": 0, "median": None, "mean": None}
+    assert list(out["correct_per_class"]) == ["neu", "hap", "sad", "ang"] and out["all"]["n"] == 5

@@ -55,6 +55,9 @@ PLANTED_VERSION = 2  # the "planted" parameter of its marker: bump when planted 
 PLANTED_SPREAD_SCALE = 0.5
 PLANTED_CONTRAST = 3.0
 PLANTED_CROSSFADE_S = 0.02  # raised-cosine splice at both ends of the region
+# what every planted utterance is spoken in outside its region: a "neu" utterance's region is
+# the same profile, so it has no emotional region to find
+PLANTED_BACKGROUND = "neu"
 REGIONS_NAME = "planted_regions.csv"
 REGION_COLUMNS = ("utterance_id", "label", "start_s", "end_s", "duration_s")
 
@@ -412,7 +415,7 @@ def _synthesize(n: int, sr: int, code: str, spk: dict, rng, edges_s: tuple[float
 def _synthesize_planted(n: int, sr: int, code: str, region_s: tuple[float, float], spk: dict, rng) -> np.ndarray:
     """Neutral speech of `n` samples whose samples in `region_s` (seconds) are replaced, with a
     raised-cosine crossfade, by speech of `code`'s profile (the same speaker, near-contiguous)."""
-    neutral = _synthesize(n, sr, "neu", spk, rng, spread_scale=PLANTED_SPREAD_SCALE)
+    neutral = _synthesize(n, sr, PLANTED_BACKGROUND, spk, rng, spread_scale=PLANTED_SPREAD_SCALE)
     start, stop = (int(round(seconds * sr)) for seconds in region_s)
     emotional = _synthesize(stop - start, sr, code, spk, rng, edges_s=(0.03, 0.03), spread_scale=PLANTED_SPREAD_SCALE,
                            contrast=PLANTED_CONTRAST)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.demo_corpus import REGIONS_NAME, ROOT_NAME, read_regions
+from ..data.demo_corpus import PLANTED_BACKGROUND, REGIONS_NAME, ROOT_NAME, read_regions
 from ..data.features import SpectrogramConfig
 from ..models.attention import AttentionHead
 from ..training.checkpoint import datamodule_from_hparams, load_checkpoint
@@ -74,6 +74,17 @@ def summarise(values: list[float]) -> dict:
     return {"n": len(values), "median": float(np.median(values)), "mean": float(np.mean(values))}
 
 
+def summaries(records: list[dict], class_names: list[str]) -> dict:
+    """The ratio's summaries: correctly classified utterances, those of them with an emotional
+    region (a PLANTED_BACKGROUND utterance has none: its region sounds like the rest, so its
+    ratio says nothing about localisation), each class's correct ones, and all utterances."""
+    correct = [r for r in records if r["correct"]]
+    return {"correct": summarise([r["ratio"] for r in correct]),
+            "correct_emotional": summarise([r["ratio"] for r in correct if r["label"] != PLANTED_BACKGROUND]),
+            "correct_per_class": {c: summarise([r["ratio"] for r in correct if r["label"] == c]) for c in class_names},
+            "all": summarise([r["ratio"] for r in records])}
+
+
 def _utterance_record(module, dm, position: int, region: tuple[float, float], grid: CellGrid, cfg) -> dict:
     ds = dm.datasets["test"]
     row = dm.rows[ds.indices[position]]
@@ -102,10 +113,8 @@ def check_attention(ckpt: str | Path, corpus: str | Path) -> dict:
         if uid not in regions:
             raise ValueError(f"{root / REGIONS_NAME}: no region for test utterance {uid}")
         records.append(_utterance_record(module, dm, position, regions[uid], grid, cfg))
-    correct = [r["ratio"] for r in records if r["correct"]]
     return {"ckpt": str(ckpt), "corpus": str(root), "fold": dm.split.fold, "test_speaker": dm.split.test_speaker,
-            "lam": float(module.net.head.lam), "correct": summarise(correct),
-            "all": summarise([r["ratio"] for r in records]), "utterances": records}
+            "lam": float(module.net.head.lam), **summaries(records, list(module.class_names)), "utterances": records}
 
 
 def corpus_root(corpus: str | Path) -> Path:
@@ -121,8 +130,10 @@ def describe(result: dict) -> str:
     def fmt(s: dict) -> str:
         return "none" if not s["n"] else f"median {s['median']:.2f}x, mean {s['mean']:.2f}x (n={s['n']})"
 
-    return (f"localisation ratio (1.0 = uniform), correctly classified test utterances: {fmt(result['correct'])}; "
-            f"all test utterances: {fmt(result['all'])}")
+    per_class = "; ".join(f"{c} {fmt(s)}" for c, s in result["correct_per_class"].items())
+    return (f"localisation ratio (1.0 = uniform), correctly classified test utterances with an emotional region "
+            f"(label not {PLANTED_BACKGROUND}): {fmt(result['correct_emotional'])}; all correctly classified: "
+            f"{fmt(result['correct'])}; per class (correct ones): {per_class}; all test utterances: {fmt(result['all'])}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.demo_corpus import generate_demo_corpus, read_regions
+from ..data.demo_corpus import PLANTED_BACKGROUND, generate_demo_corpus, read_regions
 from ..training.checkpoint import load_checkpoint
 from ..utils import atomic
 from .attention_check import check_attention, describe
@@ -75,10 +75,12 @@ def constant_answer(results: dict) -> bool:
 
 
 def localisation_figure(check: dict, out: Path) -> Path:
-    """Spectrogram + attention of a few correctly classified test utterances, region marked."""
+    """Spectrogram + attention of the first correctly classified test utterance of each class
+    (emotional classes first), region marked: one a class, not the best ratios."""
     module, cfg, _ = load_checkpoint(check["ckpt"])
     picked = [r for r in check["utterances"] if r["correct"]] or check["utterances"]
-    picked = sorted(picked, key=lambda r: r["label"])[:FIGURE_UTTERANCES]
+    picked = [next(r for r in picked if r["label"] == c) for c in sorted({r["label"] for r in picked})]  # one a class
+    picked = sorted(picked, key=lambda r: (r["label"] == PLANTED_BACKGROUND, r["label"]))[:FIGURE_UTTERANCES]
     root = Path(check["corpus"])
     panels = []
     for record in picked:
@@ -134,14 +136,15 @@ def _pct(x) -> str:
 def _ratio_cell(check: dict | None) -> str:
     if check is None:
         return "— (no attention)"
-    s = check["correct"]
+    s = check["correct_emotional"]
     return "— (no correct test utterance)" if not s["n"] else f"{s['median']:.2f}x / {s['mean']:.2f}x (n={s['n']})"
 
 
 def markdown(rows: dict[str, dict], checks: dict[str, dict], corpus: dict, figure: Path | None) -> str:
     """results/attention_check.md: one line per model, then what was run."""
     lines = ["# The paper's premise, planted: does the 2-D attention find the emotion?", "",
-             "| Model | test WA % | test UA % | localisation ratio, correct test utts (median / mean) | constant answer | wall |",
+             f"| Model | test WA % | test UA % | localisation ratio, correct test utts with an emotional region (label not "
+             f"{PLANTED_BACKGROUND}): median / mean | constant answer | wall |",
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         wall = f"{r['wall_s'] / 60:.1f} min" if "wall_s" in r else "—"
@@ -155,13 +158,15 @@ def markdown(rows: dict[str, dict], checks: dict[str, dict], corpus: dict, figur
               f"profile ({' + '.join(f'`{p}`' for p in PROFILES)}: a fixed 20 epochs, the last one tested). Figures from one fold of a few hundred utterances are noisy.",
               "- Localisation ratio: attention mass inside the region / the region's share of the utterance, on the "
               "encoder's time cells (receptive-field centres), attention summed over frequency; 1.0 = uniform "
-              "(mean pooling gives exactly 1.0).",
+              f"(mean pooling gives exactly 1.0). A {PLANTED_BACKGROUND} utterance's region is spoken like the rest of it, "
+              "so the column leaves those out; per-class figures below.",
               "- Confusion matrices (rows true, columns predicted, classes " + ", ".join(first.get("classes", [])) + "): "
               + "; ".join(f"{name} {r['confusion_matrix']}" for name, r in rows.items()) + "."]
     for name, check in checks.items():
         lines.append(f"- {name}: {describe(check)}.")
     if figure:
-        lines.append(f"- Figure: {figure} (dashed lines: the planted region).")
+        lines.append(f"- Figure: {figure}: the first correctly classified test utterance of each class (dashed lines: "
+                     "the planted region).")
     lines.append(f"- Made by `python -m ser_fcn attention-study` on {time.strftime('%Y-%m-%d %H:%M')}; commands in "
                  f"each run folder's {WALL_FILE}.")
     return "\n".join(lines) + "\n"
