@@ -137,7 +137,7 @@ def _ratio_cell(check: dict | None) -> str:
     if check is None:
         return "— (no attention)"
     s = check["correct_emotional"]
-    return "— (no correct test utterance)" if not s["n"] else f"{s['median']:.2f}x / {s['mean']:.2f}x (n={s['n']})"
+    return "— (no correct emotional test utterance)" if not s["n"] else f"{s['median']:.2f}x / {s['mean']:.2f}x (n={s['n']})"
 
 
 def markdown(rows: dict[str, dict], checks: dict[str, dict], corpus: dict, figure: Path | None) -> str:
