@@ -78,9 +78,11 @@ def localisation_figure(check: dict, out: Path) -> Path:
     """Spectrogram + attention of the first correctly classified test utterance of each class
     (emotional classes first), region marked: one a class, not the best ratios."""
     module, cfg, _ = load_checkpoint(check["ckpt"])
-    picked = [r for r in check["utterances"] if r["correct"]] or check["utterances"]
-    picked = [next(r for r in picked if r["label"] == c) for c in sorted({r["label"] for r in picked})]  # one a class
-    picked = sorted(picked, key=lambda r: (r["label"] == PLANTED_BACKGROUND, r["label"]))[:FIGURE_UTTERANCES]
+    first_of_class = {}
+    for record in [r for r in check["utterances"] if r["correct"]] or check["utterances"]:
+        first_of_class.setdefault(record["label"], record)
+    picked = sorted(first_of_class.values(), key=lambda r: (r["label"] == PLANTED_BACKGROUND, r["label"]))
+    picked = picked[:FIGURE_UTTERANCES]
     root = Path(check["corpus"])
     panels = []
     for record in picked:
