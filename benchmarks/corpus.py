@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ser_fcn.data.features import FeatureCache, SpectrogramConfig, encode_entry
-from ser_fcn.data.iemocap import PAPER_CLASSES
-from ser_fcn.data.manifest import Utterance, write_manifest
+from ser_fcn.corpora.iemocap import PAPER_CLASSES
+from ser_fcn.corpora.manifest import Utterance, write_manifest
 
 IEMOCAP_IMPROVISED_UTTERANCES = 2900
 FRAMES_PER_SECOND = 100

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_fcn.data.features import FeatureCache
-from ser_fcn.data.iemocap import PAPER_CLASSES
+from ser_fcn.corpora.iemocap import PAPER_CLASSES
 
 from .corpus import write_wavs
 

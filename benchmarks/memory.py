@@ -110,7 +110,7 @@ def _child(argv: list[str]) -> None:
     from torch.utils.data import DataLoader
 
     from ser_fcn.data.datamodule import SERDataModule
-    from ser_fcn.data.iemocap import PAPER_CLASSES
+    from ser_fcn.corpora.iemocap import PAPER_CLASSES
     from ser_fcn.models import FCNAttention
     from ser_fcn.training.module import SERModule
 

@@ -64,7 +64,7 @@ def _child(argv: list[str]) -> None:
     import lightning as L
 
     from ser_fcn.data.datamodule import SERDataModule
-    from ser_fcn.data.iemocap import PAPER_CLASSES
+    from ser_fcn.corpora.iemocap import PAPER_CLASSES
     from ser_fcn.models import FCNAttention
     from ser_fcn.training.module import SERModule
 

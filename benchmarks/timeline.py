@@ -48,11 +48,11 @@ def measure(seconds: float = 3600.0, threads: int = 2) -> dict:
 def _child(argv: list[str]) -> None:
     import torch
 
-    from ser_fcn.data.audio import load_audio
+    from ser_fcn.corpora.audio import load_audio
     from ser_fcn.data.features import SpectrogramConfig
     from ser_fcn.models import FCNAttention
-    from ser_fcn.reporting.predict import SILENCE_PEAK
-    from ser_fcn.reporting.timeline import SILENT, encode_file, timeline, whole_file_probs
+    from ser_fcn.inference.predict import SILENCE_PEAK
+    from ser_fcn.inference.timeline import SILENT, encode_file, timeline, whole_file_probs
     from ser_fcn.training.module import SERModule
 
     torch.set_num_threads(int(argv[1]))
@@ -77,9 +77,9 @@ def compare(ckpt: str, wav: str, window_s: float = 3.0, hop_s: float = 0.96) -> 
     """Shared encoding vs each window run alone, on a trained checkpoint and a wav: the
     largest / median / 95th percentile |probability difference| and how often labels agree.
     `python -m benchmarks.timeline --compare CKPT WAV` (hop 0.96 s: both ways, same windows)."""
-    from ser_fcn.data.audio import load_audio
-    from ser_fcn.reporting.predict import SILENCE_PEAK, Predictor
-    from ser_fcn.reporting.timeline import encode_file, timeline
+    from ser_fcn.corpora.audio import load_audio
+    from ser_fcn.inference.predict import SILENCE_PEAK, Predictor
+    from ser_fcn.inference.timeline import encode_file, timeline
 
     p = Predictor(ckpt)
     wave = load_audio(wav, p.cfg.sample_rate)

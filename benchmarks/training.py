@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ser_fcn.data.collate import pad_collate
 from ser_fcn.data.features import SpectrogramConfig
-from ser_fcn.data.iemocap import PAPER_CLASSES
+from ser_fcn.corpora.iemocap import PAPER_CLASSES
 from ser_fcn.data.sampler import BucketBatchSampler, RandomBatchSampler
 
 N_BINS = SpectrogramConfig().n_bins

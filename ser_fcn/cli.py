@@ -4,7 +4,7 @@ Training commands (`fit`, `validate`, `test`) go through LightningCLI, with
 `ser_fcn/configs/base.yaml` as the default config that experiment files override.
 Corpus commands (`manifest`, `demo-data`, `emobox-demo`) and the checkpoint users (`predict`, `figure4`,
 `attention-check`, `attention-study`;
-ser_fcn/reporting/) are plain argparse.
+ser_fcn/inference/, ser_fcn/study/) are plain argparse.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _fresh_dir(path: Path) -> Path:
 class SERCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        """LightningCLI's, less `predict`: ours (reporting/predict.py) takes audio files."""
+        """LightningCLI's, less `predict`: ours (inference/predict.py) takes audio files."""
         return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -161,8 +161,8 @@ class SERCLI(LightningCLI):
 
 
 def _cmd_manifest(argv: list[str]) -> None:
-    from .data.iemocap import PAPER_CLASSES, read_iemocap
-    from .data.manifest import count_table, write_manifest
+    from .corpora.iemocap import PAPER_CLASSES, read_iemocap
+    from .corpora.manifest import count_table, write_manifest
 
     parser = argparse.ArgumentParser(prog="python -m ser_fcn manifest", description="IEMOCAP_full_release -> CSV manifest")
     parser.add_argument("--root", required=True, help="the IEMOCAP_full_release folder")
@@ -182,7 +182,7 @@ def _cmd_manifest(argv: list[str]) -> None:
 
 
 def _cmd_demo_data(argv: list[str]) -> None:
-    from .data.demo_corpus import UTTERANCES_PER_SPEAKER, generate_demo_corpus
+    from .corpora.demo_corpus import UTTERANCES_PER_SPEAKER, generate_demo_corpus
 
     parser = argparse.ArgumentParser(prog="python -m ser_fcn demo-data", description="write the synthetic demo corpus (IEMOCAP layout)")
     parser.add_argument("--out", required=True)
@@ -198,8 +198,8 @@ def _cmd_demo_data(argv: list[str]) -> None:
 
 
 def _cmd_emobox_demo(argv: list[str]) -> None:
-    from .data.demo_corpus import generate_demo_corpus
-    from .data.emobox import export_iemocap_tree
+    from .corpora.demo_corpus import generate_demo_corpus
+    from .corpora.emobox import export_iemocap_tree
 
     parser = argparse.ArgumentParser(prog="python -m ser_fcn emobox-demo",
                                 description="write the demo corpus and its EmoBox-format folder (one fold per session)")
@@ -214,50 +214,50 @@ def _cmd_emobox_demo(argv: list[str]) -> None:
 
 
 def _cmd_predict(argv: list[str]) -> None:
-    from .reporting.predict import main as predict_main
+    from .inference.predict import main as predict_main
 
     predict_main(argv)
 
 
 def _cmd_export(argv: list[str]) -> None:
-    from .reporting.export import main as export_main
+    from .inference.export import main as export_main
 
     export_main(argv)
 
 
 def _cmd_evaluate(argv: list[str]) -> None:
-    from .reporting.evaluate import main as evaluate_main
+    from .inference.evaluate import main as evaluate_main
 
     evaluate_main(argv)
 
 
 def _cmd_figure4(argv: list[str]) -> None:
-    from .reporting.figures import main as figure4_main
+    from .study.figure4 import main as figure4_main
 
     figure4_main(argv)
 
 
 def _cmd_attention_check(argv: list[str]) -> None:
-    from .reporting.attention_check import main as attention_check_main
+    from .study.attention_check import main as attention_check_main
 
     attention_check_main(argv)
 
 
 def _cmd_attention_study(argv: list[str]) -> None:
-    from .reporting.attention_study import main as attention_study_main
+    from .study.attention_study import main as attention_study_main
 
     attention_study_main(argv)
 
 
 def _cmd_cv(argv: list[str]) -> None:
-    from .reporting.crossval import main as cv_main
+    from .study.crossval import main as cv_main
 
     cv_main(argv)
 
 
 def _cmd_table(number: int):
     def run(argv: list[str]) -> None:
-        from .reporting.tables import main as table_main
+        from .study.tables import main as table_main
 
         table_main(number, argv)
 

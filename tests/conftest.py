@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from ser_fcn.data.demo_corpus import generate_demo_corpus
+from ser_fcn.corpora.demo_corpus import generate_demo_corpus
 
 
 @pytest.fixture(scope="session")

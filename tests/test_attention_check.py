@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 from ser_fcn.cli import main, run_cli
-from ser_fcn.data import demo_corpus
-from ser_fcn.data.demo_corpus import (PLANTED_BACKGROUND, PLANTED_CONTRAST, PLANTED_REGION_SECONDS, PLANTED_SECONDS,
-                                     PLANTED_SPREAD_SCALE, REGIONS_NAME, read_regions)
+from ser_fcn.corpora import demo_corpus
+from ser_fcn.corpora.demo_corpus import PLANTED_BACKGROUND, PLANTED_CONTRAST, PLANTED_REGION_SECONDS, PLANTED_SECONDS, PLANTED_SPREAD_SCALE, REGIONS_NAME, read_regions
 from ser_fcn.data.features import SpectrogramConfig
 from ser_fcn.models import AlexNetFCN
-from ser_fcn.reporting.attention_check import cell_fractions, check_attention, localisation_ratio, region_frames
-from ser_fcn.reporting.figures import CellGrid, encoder_grid
+from ser_fcn.study.attention_check import cell_fractions, check_attention, localisation_ratio, region_frames
+from ser_fcn.models.receptive_field import CellGrid, encoder_grid
 
 from helpers import fit_args
 
@@ -160,7 +159,7 @@ def test_mean_pooling_checkpoint_measures_exactly_uniform(planted, tmp_path):
 
 
 def test_a_constant_answer_is_flagged():
-    from ser_fcn.reporting.attention_study import constant_answer
+    from ser_fcn.study.attention_study import constant_answer
 
     assert constant_answer({"confusion_matrix": [[3, 0, 0], [2, 0, 0], [1, 0, 0]]})
     assert not constant_answer({"confusion_matrix": [[3, 0, 0], [1, 1, 0], [1, 0, 0]]})
@@ -171,7 +170,7 @@ def test_the_study_trains_each_model_with_its_table_experiment_and_the_cpu_profi
     """`train` builds a `fit` command that the real CLI accepts (the tables' experiment, then the
     CPU profiles, the planted corpus, fold 1), records the wall time and
     does not retrain a finished model."""
-    from ser_fcn.reporting import attention_study
+    from ser_fcn.study import attention_study
 
     commands = []
 
@@ -204,7 +203,7 @@ def test_the_study_trains_each_model_with_its_table_experiment_and_the_cpu_profi
 
 def test_the_study_writes_paths_relative_to_the_working_folder(tmp_path):
     """The committed results/attention_check.{md,json} name no folder of the machine that ran them."""
-    from ser_fcn.reporting.attention_study import portable
+    from ser_fcn.study.attention_study import portable
 
     base = tmp_path / "repo"
     record = {"ckpt_path": f"{base}/runs/a/last.ckpt", "command": f"python fit --data.root {base}/runs/corpus --x 1",
@@ -218,7 +217,7 @@ def test_the_study_writes_paths_relative_to_the_working_folder(tmp_path):
 def test_the_summaries_leave_neutral_out_of_the_emotional_figure_and_count_only_correct_ones_per_class():
     """A neutral utterance's region sounds like its background: it counts in "correct" but not in
     "correct_emotional"; per-class figures take only the correct utterances of that class."""
-    from ser_fcn.reporting.attention_check import summaries
+    from ser_fcn.study.attention_check import summaries
 
     records = [{"label": "ang", "correct": True, "ratio": 3.0}, {"label": "ang", "correct": True, "ratio": 5.0},
                {"label": "ang", "correct": False, "ratio": 9.0}, {"label": PLANTED_BACKGROUND, "correct": True, "ratio": 1.0},

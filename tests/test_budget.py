@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ser_fcn.reporting import budget, tables
-from ser_fcn.reporting.budget import epoch_seconds, measure_epoch, row_hours, trainer_setting
+from ser_fcn.study import budget, tables
+from ser_fcn.study.budget import epoch_seconds, measure_epoch, row_hours, trainer_setting
 from ser_fcn.training.callbacks import EpochTimer
 
 from test_crossval_tables import EXPERIMENTS

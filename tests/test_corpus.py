@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ser_fcn.data.folds import LeakageError, make_fold
-from ser_fcn.data.iemocap import LabelFileError, parse_label_file, parse_utterance_id, read_iemocap
-from ser_fcn.data.manifest import COLUMNS, ManifestError, Utterance, read_manifest, write_manifest
+from ser_fcn.corpora.folds import LeakageError, make_fold
+from ser_fcn.corpora.iemocap import LabelFileError, parse_label_file, parse_utterance_id, read_iemocap
+from ser_fcn.corpora.manifest import COLUMNS, ManifestError, Utterance, read_manifest, write_manifest
 
 HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 

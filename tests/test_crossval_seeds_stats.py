@@ -9,9 +9,9 @@ import pytest
 from scipy import stats as scipy_stats
 
 from ser_fcn.cli import main
-from ser_fcn.reporting import crossval, tables
-from ser_fcn.reporting.crossval import aggregate, run_crossval
-from ser_fcn.reporting.stats import mean_ci, paired_wilcoxon, smallest_p
+from ser_fcn.study import crossval, tables
+from ser_fcn.study.crossval import aggregate, run_crossval
+from ser_fcn.study.stats import mean_ci, paired_wilcoxon, smallest_p
 from ser_fcn.utils import atomic
 
 from test_crossval_tables import CMS, EXPERIMENTS, REPO, FakeFit, main_rows, write_results

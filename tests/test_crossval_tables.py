@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from ser_fcn.cli import main, run_cli
-from ser_fcn.reporting import crossval, tables
-from ser_fcn.reporting.crossval import aggregate, fold_list, run_crossval
+from ser_fcn.study import crossval, tables
+from ser_fcn.study.crossval import aggregate, fold_list, run_crossval
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ser_fcn.data.datamodule import SERDataModule
-from ser_fcn.data.folds import LeakageError
-from ser_fcn.data.iemocap import read_iemocap
-from ser_fcn.data.manifest import ManifestError, Utterance, write_manifest
+from ser_fcn.corpora.folds import LeakageError
+from ser_fcn.corpora.iemocap import read_iemocap
+from ser_fcn.corpora.manifest import ManifestError, Utterance, write_manifest
 
 
 def make_dm(root, **kw):

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_fcn.data import demo_corpus
-from ser_fcn.data.demo_corpus import generate_demo_corpus
+from ser_fcn.corpora import demo_corpus
+from ser_fcn.corpora.demo_corpus import generate_demo_corpus
 
 SUMMARY = re.compile(
     r"^\[(\d+\.\d{4}) - (\d+\.\d{4})\]\t(Ses0([1-5])[FM]_\S+_([FM])\d{3})\t([a-z]{3})\t"

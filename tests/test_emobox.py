@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from ser_fcn.cli import main
-from ser_fcn.data import emobox
+from ser_fcn.corpora import emobox
 from ser_fcn.data.datamodule import SERDataModule
-from ser_fcn.data.folds import assert_disjoint_speakers
-from ser_fcn.reporting import crossval, tables
-from ser_fcn.reporting.references import COMMON_PROTOCOL, QUOTED
+from ser_fcn.corpora.folds import assert_disjoint_speakers
+from ser_fcn.study import crossval, tables
+from ser_fcn.study.references import COMMON_PROTOCOL, QUOTED
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"

@@ -7,9 +7,9 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from ser_fcn.cli import main
-from ser_fcn.data.iemocap import read_iemocap
-from ser_fcn.data.manifest import write_manifest
-from ser_fcn.reporting.evaluate import parse_label_map, scores
+from ser_fcn.corpora.iemocap import read_iemocap
+from ser_fcn.corpora.manifest import write_manifest
+from ser_fcn.inference.evaluate import parse_label_map, scores
 
 from deploy_helpers import tiny_checkpoint
 

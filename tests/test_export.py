@@ -12,7 +12,7 @@ import torch
 
 from ser_fcn.cli import main
 from ser_fcn.data.features import log_spectrogram
-from ser_fcn.reporting.predict import Predictor
+from ser_fcn.inference.predict import Predictor
 
 from deploy_helpers import tiny_checkpoint
 from helpers import REPO

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from ser_fcn.cli import run_cli
 from ser_fcn.data.collate import lengths_to_mask, pad_collate
 from ser_fcn.data.features import FeatureCache
-from ser_fcn.data.iemocap import LabelFileError, parse_label_file
+from ser_fcn.corpora.iemocap import LabelFileError, parse_label_file
 
 from helpers import REPO, fit_args
 

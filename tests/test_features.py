@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from ser_fcn.data.audio import AudioError, load_audio
+from ser_fcn.corpora.audio import AudioError, load_audio
 from ser_fcn.data.features import FeatureCache, SpectrogramConfig, log_spectrogram
 
 

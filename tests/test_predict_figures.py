@@ -12,8 +12,10 @@ import torchaudio.functional as AF
 from ser_fcn.cli import SERCLI, main, run_cli
 from ser_fcn.data.collate import pad_collate
 from ser_fcn.models import AlexNetFCN, FCNAttention
-from ser_fcn.reporting.figures import cell_index, encoder_grid, make_figure4, posteriors, upsample_attention
-from ser_fcn.reporting.predict import FLAG_SHORT, FLAG_SILENT, Predictor
+from ser_fcn.models.receptive_field import cell_index, encoder_grid, upsample_attention
+from ser_fcn.study.figure4 import make_figure4
+from ser_fcn.training.forward import posteriors
+from ser_fcn.inference.predict import FLAG_SHORT, FLAG_SILENT, Predictor
 from ser_fcn.training.module import SERModule
 
 from test_training import tiny_args  # tests/ is on sys.path (pytest's rootdir-relative import)

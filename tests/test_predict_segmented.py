@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 
 from ser_fcn.cli import main, run_cli
-from ser_fcn.reporting.figures import posteriors
-from ser_fcn.reporting.predict import Predictor
+from ser_fcn.training.forward import posteriors
+from ser_fcn.inference.predict import Predictor
 
 from helpers import fit_args
 

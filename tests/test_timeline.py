@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ser_fcn.cli import main
-from ser_fcn.data.audio import load_audio
+from ser_fcn.corpora.audio import load_audio
 from ser_fcn.data.features import log_spectrogram
-from ser_fcn.reporting.predict import FLAG_POOLED, Predictor
-from ser_fcn.reporting.figures import encoder_grid
-from ser_fcn.reporting.timeline import SILENT, encode_file, receptive_field, timeline, whole_file_probs, windows
+from ser_fcn.inference.predict import FLAG_POOLED, Predictor
+from ser_fcn.models.receptive_field import encoder_grid
+from ser_fcn.inference.timeline import SILENT, encode_file, receptive_field, timeline, whole_file_probs, windows
 
 from deploy_helpers import tiny_checkpoint
 
@@ -142,8 +142,8 @@ def test_predict_timeline_on_what_users_have(ckpt, predictor, long_wave, tmp_pat
     sf.write(folder / "silent.wav", np.zeros(16000 * 5, dtype=np.float32), 16000)
     (folder / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEnot audio at all")
     out, figs = tmp_path / "t.jsonl", tmp_path / "figs"
-    monkeypatch.setattr("ser_fcn.reporting.predict.LONG_FILE_S", 30.0)  # long.wav takes the pooled path
-    monkeypatch.setattr("ser_fcn.reporting.timeline_figure.PANEL_S", 40.0)  # and gets two panels
+    monkeypatch.setattr("ser_fcn.inference.predict.LONG_FILE_S", 30.0)  # long.wav takes the pooled path
+    monkeypatch.setattr("ser_fcn.figures.timeline.PANEL_S", 40.0)  # and gets two panels
     with pytest.raises(SystemExit) as e:
         main(["predict", "--ckpt", str(ckpt), "--timeline", "--out", str(out), "--figures", str(figs), str(folder)])
     assert e.value.code == 1  # the broken file
@@ -166,7 +166,7 @@ def test_a_model_without_attention_gets_exact_windows_padded_to_the_window():
     segment (as in training); shared encoding is not offered for them."""
     from ser_fcn.data.features import SpectrogramConfig
     from ser_fcn.models.baselines import SegmentClassifier
-    from ser_fcn.reporting.timeline import supports_shared
+    from ser_fcn.inference.timeline import supports_shared
     from ser_fcn.training.module import SERModule
 
     torch.manual_seed(0)

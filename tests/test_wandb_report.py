@@ -11,8 +11,8 @@ import pytest
 
 from ser_fcn.cli import main as cli_main
 from ser_fcn.cli import run_cli
-from ser_fcn.reporting import crossval, tables, wandb_report
-from ser_fcn.reporting.crossval import run_crossval
+from ser_fcn.study import crossval, tables, wandb_report
+from ser_fcn.study.crossval import run_crossval
 
 from helpers import REPO, fit_args
 from wandb_offline import offline_runs

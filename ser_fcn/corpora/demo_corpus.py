@@ -550,7 +550,7 @@ def _write_readme(root: Path, params: dict, utts: list[dict]) -> None:
     minutes = sum(u["duration_s"] for u in utts) / 60
     (root / README_NAME).write_text(
         "SYNTHETIC DEMO CORPUS - NOT IEMOCAP\n\n"
-        "Written by ser_fcn.data.demo_corpus in the directory layout and label-file format of\n"
+        "Written by ser_fcn.corpora.demo_corpus in the directory layout and label-file format of\n"
         "IEMOCAP_full_release, so that the pipeline can be tried and tested without the licensed\n"
         "corpus. The audio is synthetic (a source-filter caricature of speech); the emotions are\n"
         "acoustic profiles (pitch, range, tempo, loudness, spectral tilt) with overlapping spreads.\n"

@@ -15,13 +15,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .collate import pad_collate, segment_collate
-from .demo_corpus import REGIONS_NAME, UTTERANCES_PER_SPEAKER, generate_demo_corpus
-from .emobox import emobox_split, fold_keys, label_map_classes, read_emobox_fold
+from ..corpora.demo_corpus import REGIONS_NAME, UTTERANCES_PER_SPEAKER, generate_demo_corpus
+from ..corpora.emobox import emobox_split, fold_keys, label_map_classes, read_emobox_fold
 from .segments import segment_spans
 from .features import FeatureCache, SpectrogramConfig
-from .folds import FoldSplit, make_fold
-from .iemocap import PAPER_CLASSES, read_iemocap
-from .manifest import ManifestError, Utterance, count_table, read_manifest, write_manifest
+from ..corpora.folds import FoldSplit, make_fold
+from ..corpora.iemocap import PAPER_CLASSES, read_iemocap
+from ..corpora.manifest import ManifestError, Utterance, count_table, read_manifest, write_manifest
 from .sampler import MAX_FRAMES_PER_BATCH, NUM_BUCKETS, BucketBatchSampler
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,11 @@ class SERDataModule(L.LightningDataModule):
 
     Args:
         root: an `IEMOCAP_full_release` folder. Give this or `manifest`, not both.
-        manifest: a CSV manifest (see `ser_fcn.data.manifest.COLUMNS`) of any corpus.
+        manifest: a CSV manifest (see `ser_fcn.corpora.manifest.COLUMNS`) of any corpus.
             With neither, the synthetic demo corpus is built (once) and used.
         emobox: one corpus's folder of EmoBox's metadata (`label_map.json`, `fold_<k>/`): train
             and test on EmoBox's fold `fold`, validation carved from its training part
-            (ser_fcn/data/emobox.py). Needs `audio_root`. Classes default to its label map's.
+            (ser_fcn/corpora/emobox.py). Needs `audio_root`. Classes default to its label map's.
         audio_root: the folder that the EmoBox `wav` paths are relative to.
         fold: 1..number of sessions (5 for IEMOCAP); the session held out. With `emobox`:
             EmoBox's `fold_<fold>`.

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..utils import atomic
-from .audio import SAMPLE_RATE, AudioError, load_audio
+from ..corpora.audio import SAMPLE_RATE, AudioError, load_audio
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.audio import load_audio
+from ..corpora.audio import load_audio
 from ..data.features import log_spectrogram
-from .timeline import SILENT
 
 PANEL_S = 180.0  # seconds of audio per panel: long files get one PNG per 3 minutes
 
@@ -30,7 +29,7 @@ def draw_timeline(spec: np.ndarray, t0: float, hop_s: float, segments: list[dict
         pred = np.array([s["probabilities"][c] if s["probabilities"] else np.nan for s in segments])
         bottom.plot(mids, pred, marker=".", label=c)
     for s in segments:
-        if s["label"] == SILENT:
+        if s["probabilities"] is None:  # a silent window
             bottom.axvspan(s["start"], s["end"], color="0.85", lw=0)
     bottom.set_ylim(0, 1)
     bottom.set_xlim(t0, t0 + seconds)

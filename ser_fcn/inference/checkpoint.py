@@ -11,7 +11,7 @@ import torch
 
 from ..data.datamodule import SERDataModule
 from ..data.features import SpectrogramConfig
-from .module import SERModule
+from ..training.module import SERModule
 
 DEMO_CKPT_GLOB = "runs/demo/*/checkpoints/best-*.ckpt"  # where `make demo` leaves its best checkpoint
 

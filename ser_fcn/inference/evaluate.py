@@ -23,12 +23,12 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 
 from ..data.datamodule import SpectrogramDataset
-from ..data.iemocap import CODES, read_iemocap
-from ..data.manifest import ManifestError, Utterance, read_manifest
-from ..training.checkpoint import datamodule_from_hparams, load_checkpoint
+from ..corpora.iemocap import CODES, read_iemocap
+from ..corpora.manifest import ManifestError, Utterance, read_manifest
+from .checkpoint import datamodule_from_hparams, load_checkpoint
 from ..training.metrics import confusion_scores
 from ..utils import atomic
-from .figures import posteriors
+from ..training.forward import posteriors
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..models.alexnet_fcn import LocalResponseNorm
 from ..utils import atomic
-from ..training.checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint
 from ..training.module import SERModule
 
 FORMATS = ("onnx", "torchscript")

@@ -12,7 +12,7 @@ answer means nothing), "shorter than the receptive field, padded" (fewer frames 
 the encoder's `min_frames`: zero-padded up to it, as the model does).
 
 `--timeline [--window 3.0] [--hop 1.0] [--exact_windows]`: emotion over time as well, a
-"timeline" list in each JSON line (reporting/timeline.py says how windows are scored).
+"timeline" list in each JSON line (inference/timeline.py says how windows are scored).
 A file longer than LONG_FILE_S takes its whole-file answer from the same chunked encoding.
 """
 
@@ -30,11 +30,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ..data.audio import AudioError, load_audio
+from ..corpora.audio import AudioError, load_audio
 from ..data.features import SpectrogramConfig, log_spectrogram
-from ..training.checkpoint import load_checkpoint
-from .figures import CellGrid, Panel, attention_of, draw_panels, encoder_grid, segmented_probs
-from .timeline_figure import save_timeline_figures
+from .checkpoint import load_checkpoint
+from ..models.receptive_field import CellGrid, encoder_grid
+from ..figures.panels import Panel, draw_panels
+from ..training.forward import attention_of, segmented_probs
+from ..figures.timeline import save_timeline_figures
 from .timeline import encode_file, summarise, supports_shared, timeline, whole_file_probs
 
 log = logging.getLogger(__name__)

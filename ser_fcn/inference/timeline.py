@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..data.features import SpectrogramConfig, log_spectrogram
-from .figures import encoder_grid
+from ..models.receptive_field import encoder_grid
 
 SILENT = "silent"
 

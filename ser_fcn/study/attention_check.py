@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.demo_corpus import PLANTED_BACKGROUND, REGIONS_NAME, ROOT_NAME, read_regions
+from ..corpora.demo_corpus import PLANTED_BACKGROUND, REGIONS_NAME, ROOT_NAME, read_regions
 from ..data.features import SpectrogramConfig
 from ..models.attention import AttentionHead
-from ..training.checkpoint import datamodule_from_hparams, load_checkpoint
+from ..inference.checkpoint import datamodule_from_hparams, load_checkpoint
 from ..utils import atomic
-from .figures import CellGrid, attention_of, cell_index, encoder_grid
+from ..models.receptive_field import CellGrid, cell_index, encoder_grid
+from ..training.forward import attention_of
 
 log = logging.getLogger(__name__)
 

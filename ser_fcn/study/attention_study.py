@@ -1,12 +1,12 @@
 """`make attention-check`: the paper's premise, planted, end to end.
 
-Builds a planted demo corpus (ser_fcn/data/demo_corpus.py, `planted=True`), trains on ONE fold
+Builds a planted demo corpus (ser_fcn/corpora/demo_corpus.py, `planted=True`), trains on ONE fold
 (the same fold and seed for every model) FCN + attention (experiments/fcn_attn_random.yaml), FCN +
 mean pooling (fcn_meanpool.yaml, lambda = 0) and, unless left out, the segmented AlexNet baseline
 (alexnet_random.yaml), each with the tables' CPU profile (experiments/profiles/cpu.yaml) changed by
 cpu_planted.yaml (a fixed 20 epochs, the last one tested), then
 writes each model's test WA / UA (its results.json), the attention localisation ratio
-(reporting/attention_check.py) and a figure of planted test utterances with their attention and
+(study/attention_check.py) and a figure of planted test utterances with their attention and
 the region marked.
 
 `python -m ser_fcn attention-study [--dir runs/attention_check] [--utterances_per_speaker 80]
@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.demo_corpus import PLANTED_BACKGROUND, generate_demo_corpus, read_regions
-from ..training.checkpoint import load_checkpoint
+from ..corpora.demo_corpus import PLANTED_BACKGROUND, generate_demo_corpus, read_regions
+from ..inference.checkpoint import load_checkpoint
 from ..utils import atomic
 from .attention_check import check_attention, describe
 from .crossval import RESULTS, Fold, Run, fit_command, launch_fold, sigterm_stops_the_fold
-from .figures import Panel, draw_panels, encoder_grid
+from ..figures.panels import Panel, draw_panels
+from ..models.receptive_field import encoder_grid
 
 # the recipe of the tables on a CPU, then the study's fixed epochs (the last one tested)
 PROFILES = ["experiments/profiles/cpu.yaml", "experiments/profiles/cpu_planted.yaml"]
@@ -105,14 +106,14 @@ def localisation_figure(check: dict, out: Path) -> Path:
 
 def _spectrogram(module, wav: Path, cfg) -> np.ndarray:
     """The (F, T) log spectrogram of `wav` with the run's settings (what its feature cache holds)."""
-    from ..data.audio import load_audio
+    from ..corpora.audio import load_audio
     from ..data.features import log_spectrogram
 
     return log_spectrogram(load_audio(wav, cfg.sample_rate), cfg).numpy().astype(np.float32)
 
 
 def _attention(module, spec: torch.Tensor):
-    from .figures import attention_of
+    from ..training.forward import attention_of
 
     return attention_of(module, spec)
 

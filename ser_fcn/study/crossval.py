@@ -118,7 +118,7 @@ def fold_list(folds: int = 5, only: Sequence[int] | None = None, n_sessions: int
 
 def emobox_folds(emobox: str) -> list[int]:
     """EmoBox's fold numbers of a corpus folder (fold_1..fold_n), checked to run 1..n."""
-    from ..data.emobox import EmoBoxError, fold_numbers
+    from ..corpora.emobox import EmoBoxError, fold_numbers
 
     try:
         ks = fold_numbers(emobox)

@@ -38,8 +38,7 @@ import yaml
 
 from ..utils import atomic
 from .budget import epoch_seconds, measure_epoch, needs_gpu_note, row_hours, trainer_setting
-from .comparison import (compare_rows, confusion_lines, footnote, mean_ci_cell, method_lines, recall_table,
-                         significance_mark)
+from .comparison import compare_rows, confusion_lines, footnote, mean_ci_cell, method_lines, recall_table, significance_mark
 from .crossval import AGGREGATE, SEEDS, aggregate, emobox_folds, emobox_overrides, override_value, run_crossval
 from .references import COMMON_PROTOCOL, render_references
 from .wandb_report import log_table

@@ -5,7 +5,9 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
-from .figures import Panel, attention_of, draw_panels, encoder_grid, figure_to_rgb
+from ..figures.panels import Panel, draw_panels, figure_to_rgb
+from .forward import attention_of
+from ..models.receptive_field import encoder_grid
 
 
 class AttentionImageLogger(L.Callback):

@@ -62,7 +62,7 @@ class EpochTimer(L.Callback):
     `<path>` gets `{"batches_per_epoch", "timed_batches", "seconds_per_batch", "epoch_s"}`:
     the median wall time of the batches after the first (its warm-up is not typical) times
     the number of batches of a full training epoch (validation is not counted). Used by
-    `reporting.budget` to say how long a row would take on this machine without training it.
+    `study.budget` to say how long a row would take on this machine without training it.
     """
 
     def __init__(self, path: str):
