@@ -1,5 +1,5 @@
 """`export`: ONNX (onnxruntime) and TorchScript files against the PyTorch model, and the
-README's numpy-only recipe against the package's spectrogram and prediction."""
+docs/inference.md's numpy-only recipe against the package's spectrogram and prediction."""
 
 import json
 import re
@@ -61,14 +61,14 @@ def test_onnx_and_torchscript_match_pytorch(exported):
 
 
 def _readme_recipe() -> str:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "inference.md").read_text()
     m = re.search(r"<!-- export-recipe -->\s*```python\n(.*?)```", text, re.S)
-    assert m, "README.md lost its export recipe"
+    assert m, "docs/inference.md lost its export recipe"
     return m.group(1)
 
 
 def test_the_readme_recipe_runs_without_the_package(exported, demo_corpus, tmp_path):
-    """The README's lines (numpy + soundfile + onnxruntime) on a 16 kHz demo wav give the
+    """The recipe of docs/inference.md (numpy + soundfile + onnxruntime) on a 16 kHz demo wav give the
     package's spectrogram and its prediction."""
     ckpt, folder = exported
     p = Predictor(ckpt)
@@ -77,7 +77,7 @@ def test_the_readme_recipe_runs_without_the_package(exported, demo_corpus, tmp_p
     code = _readme_recipe().replace("model.onnx", str(folder / "model.onnx")) \
                            .replace("model.json", str(folder / "model.json")).replace("speech.wav", str(utt))
     scope: dict = {}
-    exec(compile(code, "README recipe", "exec"), scope)
+    exec(compile(code, "docs/inference.md recipe", "exec"), scope)
     ours = log_spectrogram(torch.from_numpy(wave), p.cfg).numpy()
     assert scope["spec"].shape == ours.shape
     assert np.abs(scope["spec"] - ours).max() <= 1e-3 * max(1.0, np.abs(ours).max())

@@ -1,6 +1,6 @@
 """Nothing lost under faults: kill and resume, deterministic reruns, a cache that two
 processes build at once, and fuzzed parsers. (Cache corruption, leakage, NaN, silence and
-files changed after the manifest are tested beside their code: see the README's list.)"""
+files changed after the manifest are tested beside their code: see docs/design.md, "Tests".)"""
 
 import json
 import os

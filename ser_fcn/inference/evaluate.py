@@ -122,7 +122,7 @@ def format_report(rep: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ser_fcn evaluate", description="score a checkpoint on a labelled corpus")
     parser.add_argument("--ckpt", required=True, help="a checkpoint of `python -m ser_fcn fit`")
-    parser.add_argument("--manifest", help="a CSV manifest (columns: see README, 'Your own corpus')")
+    parser.add_argument("--manifest", help="a CSV manifest (columns: see docs/corpora.md, 'Your own corpus')")
     parser.add_argument("--root", help="an IEMOCAP_full_release folder (every labelled utterance)")
     parser.add_argument("--include_scripted", action="store_true", help="with --root: scripted dialogs too")
     parser.add_argument("--label_map", help="relabel before scoring, e.g. exc=hap,fru=ang")

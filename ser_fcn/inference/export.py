@@ -2,7 +2,7 @@
 
 Writes the trained model as one file that runs without this package, Lightning or (ONNX)
 PyTorch. Input: the log spectrogram, not the waveform: the STFT is left out so that the file
-runs the same in every runtime (a user computes the spectrogram with numpy: README).
+runs the same in every runtime (a user computes the spectrogram with numpy: docs/inference.md).
 
     inputs  spectrogram  float32 (batch, 1, n_bins, frames), ln |STFT| as
                          ser_fcn.data.features.log_spectrogram computes it, zero beyond lengths
@@ -109,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
         print(f"run    : onnxruntime.InferenceSession('{args.out}').run(None, {{'spectrogram': x, 'lengths': n}})[0]")
     else:
         print(f"run    : torch.jit.load('{args.out}')(x, n)")
-    print("README, section \"Export (ONNX / TorchScript)\": running it on a wav with numpy + soundfile + onnxruntime")
+    print("docs/inference.md, section \"Export (ONNX / TorchScript)\": running it on a wav with numpy + soundfile + onnxruntime")

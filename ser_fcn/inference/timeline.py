@@ -10,7 +10,7 @@ Two ways to score the windows (shared encoding is the default of `predict --time
   A window's answer differs from the answer for that window cut out and run alone only in
   its border cells: run alone they see zero padding, here they see the neighbouring audio
   (a real context the lone window does not have). The difference is measured in
-  tests/test_timeline.py and stated in the README.
+  tests/test_timeline.py and stated in docs/inference.md.
 * exact (`predict --exact_windows`): each window is cut out and run alone, windows batched; identical
   to running the window alone by construction (the encoder masks padding). It is the only
   way for a model without an encoder + attention head (the segment baselines), and costs

@@ -5,7 +5,7 @@ a block above its mmap threshold (128 KiB at start) with mmap and gives it back 
 each such free of a block up to 32 MiB *raises* the threshold to that block's size. After the
 first large tensors are freed, later ones of that size come from the heap instead, and a heap
 with live blocks above freed ones cannot be trimmed: resident memory grows from epoch to epoch
-(see README "Performance"). Fixing the threshold at 1 MiB (which also turns the raising off)
+(see docs/performance.md). Fixing the threshold at 1 MiB (which also turns the raising off)
 keeps tensor storage on mmap, returned to the system on free; small objects stay on the heap.
 
 `configure_allocator()` runs first thing in `python -m ser_fcn` (ser_fcn/__main__.py), so
@@ -20,7 +20,7 @@ import ctypes.util
 import os
 
 M_MMAP_THRESHOLD = -3  # mallopt parameter number, glibc's malloc.h
-MMAP_THRESHOLD_BYTES = 1 << 20  # 1 MiB: tensors above it are mmapped; measured in README "Performance"
+MMAP_THRESHOLD_BYTES = 1 << 20  # 1 MiB: tensors above it are mmapped; measured in docs/performance.md
 
 applied = False  # whether this process set the threshold
 
