@@ -2,7 +2,7 @@
 
 Training commands (`fit`, `validate`, `test`) go through LightningCLI, with
 `ser_fcn/configs/base.yaml` as the default config that experiment files override.
-Corpus commands (`manifest`, `demo-data`, `emobox-demo`) and the checkpoint users (`predict`, `figure4`,
+Corpus commands (`manifest`: corpora/readers.py; `demo-data`, `emobox-demo`) and the checkpoint users (`predict`, `figure4`,
 `attention-check`, `attention-study`;
 ser_fcn/inference/, ser_fcn/study/) are plain argparse.
 """
@@ -161,24 +161,9 @@ class SERCLI(LightningCLI):
 
 
 def _cmd_manifest(argv: list[str]) -> None:
-    from .corpora.iemocap import PAPER_CLASSES, read_iemocap
-    from .corpora.manifest import count_table, write_manifest
+    from .corpora.readers import main as manifest_main
 
-    parser = argparse.ArgumentParser(prog="python -m ser_fcn manifest", description="IEMOCAP_full_release -> CSV manifest")
-    parser.add_argument("--root", required=True, help="the IEMOCAP_full_release folder")
-    parser.add_argument("--out", required=True, help="CSV file to write")
-    parser.add_argument("--classes", nargs="+", default=list(PAPER_CLASSES))
-    parser.add_argument("--merge_exc", action="store_true", help="count exc as hap")
-    parser.add_argument("--include_scripted", action="store_true", help="keep scripted dialogs too")
-    args = parser.parse_args(argv)
-    try:
-        rows, summary = read_iemocap(args.root, args.classes, args.merge_exc, args.include_scripted)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
-    write_manifest(rows, args.out)
-    print(summary.report())
-    print(count_table(rows, args.classes))
-    print(f"wrote {len(rows)} utterances to {args.out}")
+    manifest_main(argv)
 
 
 def _cmd_demo_data(argv: list[str]) -> None:

@@ -15,6 +15,7 @@ import torch
 import torchaudio.functional as AF
 
 SAMPLE_RATE = 16_000  # the paper's input rate (IEMOCAP is recorded at 16 kHz)
+MIN_DURATION_S = 0.040  # one 40 ms analysis window: a shorter file has no spectrogram frame
 
 
 class AudioError(ValueError):
@@ -66,6 +67,14 @@ def check_audio_file(path: str | Path) -> sf._SoundFileInfo:
         )
     if info.frames <= 0:
         raise AudioError(path, "holds no samples")
+    return info
+
+
+def check_duration(path: str | Path, min_duration_s: float = MIN_DURATION_S) -> sf._SoundFileInfo:
+    """`check_audio_file`, and at least `min_duration_s` of audio (the readers' check)."""
+    info = check_audio_file(path)
+    if info.frames < min_duration_s * info.samplerate:
+        raise AudioError(path, f"shorter than one analysis window ({info.frames / info.samplerate * 1000:.1f} ms)")
     return info
 
 

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 
 from .audio import AudioError, check_audio_file
 from .folds import FoldSplit
-from .iemocap import ReadSummary, parse_utterance_id
-from .manifest import Utterance
+from .iemocap import parse_utterance_id
+from .manifest import ReadSummary, Utterance
 
 LABEL_MAP = "label_map.json"
 VAL_FRACTION = 0.2  # EmoBox's split_ratio [80, 20] (EmoDataset.prepare_data_from_jsonl)

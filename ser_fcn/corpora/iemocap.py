@@ -10,14 +10,13 @@ irregular dialog names such as `Ses03M_impro05a` and `Ses05M_script01_1b` would 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .audio import AudioError, check_audio_file
-from .manifest import Utterance
+from .audio import MIN_DURATION_S, AudioError, check_duration
+from .manifest import ReadSummary, Utterance
 
 CODES = ("neu", "hap", "exc", "sad", "ang", "fru", "sur", "fea", "dis", "oth", "xxx")
 PAPER_CLASSES = ("neu", "hap", "sad", "ang")  # the paper's 4 classes (improvised only)
@@ -78,39 +77,6 @@ def parse_label_file(path: str | Path, text: str | None = None) -> list[LabelLin
     return out
 
 
-@dataclass
-class ReadSummary:
-    """What the reader saw and why anything was left out: shown to the user."""
-
-    label_files: int = 0
-    summary_lines: int = 0
-    codes: Counter = field(default_factory=Counter)
-    excluded_scripted: int = 0
-    excluded_class: Counter = field(default_factory=Counter)
-    bad_audio: list[AudioError] = field(default_factory=list)
-    kept: int = 0
-
-    def report(self) -> str:
-        lines = [
-            f"{self.label_files} label files, {self.summary_lines} labelled utterances "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(self.codes.items()))})",
-            f"kept {self.kept}",
-        ]
-        if self.excluded_scripted:
-            lines.append(f"left out {self.excluded_scripted} scripted (data.include_scripted=true keeps them)")
-        if self.excluded_class:
-            lines.append(
-                "left out, label not in the class list: "
-                + ", ".join(f"{k} {v}" for k, v in sorted(self.excluded_class.items()))
-            )
-        if self.bad_audio:
-            lines.append(f"SKIPPED {len(self.bad_audio)} unusable wav file(s):")
-            lines += [f"  {e}" for e in self.bad_audio[:20]]
-            if len(self.bad_audio) > 20:
-                lines.append(f"  … and {len(self.bad_audio) - 20} more")
-        return "\n".join(lines)
-
-
 def find_corpus_root(root: str | Path) -> Path:
     """`root` itself, or its `IEMOCAP_full_release` child, absolute; clear error otherwise.
 
@@ -133,7 +99,7 @@ def read_iemocap(
     merge_exc: bool = False,
     include_scripted: bool = False,
     progress: bool = True,
-    min_duration_s: float = 0.040,  # one 40 ms analysis window
+    min_duration_s: float = MIN_DURATION_S,
 ) -> tuple[list[Utterance], ReadSummary]:
     """Manifest rows of the wanted subset of an IEMOCAP tree, and a summary of the rest.
 
@@ -162,9 +128,7 @@ def read_iemocap(
                 continue
             wav = session_dir / "sentences" / "wav" / dialog / f"{ll.utterance_id}.wav"
             try:
-                info = check_audio_file(wav)
-                if info.frames < min_duration_s * info.samplerate:
-                    raise AudioError(wav, f"shorter than one analysis window ({info.frames / info.samplerate * 1000:.1f} ms)")
+                info = check_duration(wav, min_duration_s)
             except AudioError as e:
                 summary.bad_audio.append(e)
                 continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..utils import atomic
@@ -30,6 +30,57 @@ class Utterance:
     session: int
     improvised: bool
     duration_s: float
+
+
+LISTED = 20  # a summary lists at most this many files of each kind, then counts the rest
+
+
+def _listed(items: list) -> list[str]:
+    return [f"  {e}" for e in items[:LISTED]] + ([f"  … and {len(items) - LISTED} more"] if len(items) > LISTED else [])
+
+
+@dataclass
+class ReadSummary:
+    """What a corpus reader saw and why anything was left out: shown to the user.
+
+    Readers of label files (IEMOCAP, EmoBox) count `label_files` and `summary_lines`; readers
+    that label by file name (EmoDB, RAVDESS) count `audio_files` and list the names they could
+    not read (`unknown_names`) and what their protocol leaves out (`left_out`, by reason)."""
+
+    label_files: int = 0
+    summary_lines: int = 0
+    codes: Counter = field(default_factory=Counter)
+    excluded_scripted: int = 0
+    excluded_class: Counter = field(default_factory=Counter)
+    bad_audio: list = field(default_factory=list)  # corpora.audio.AudioError of each skipped file
+    kept: int = 0
+    audio_files: int = 0
+    left_out: Counter = field(default_factory=Counter)
+    unknown_names: list[str] = field(default_factory=list)  # "<path>: <why>"
+
+    def report(self) -> str:
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(self.codes.items()))
+        if self.label_files or not self.audio_files:
+            first = f"{self.label_files} label files, {self.summary_lines} labelled utterances ({codes})"
+        else:
+            first = f"{self.audio_files} audio files, {self.summary_lines} labelled by their names ({codes})"
+        lines = [first, f"kept {self.kept}"]
+        if self.excluded_scripted:
+            lines.append(f"left out {self.excluded_scripted} scripted (data.include_scripted=true keeps them)")
+        if self.left_out:
+            lines.append("left out by the protocol: " + ", ".join(f"{k} {v}" for k, v in sorted(self.left_out.items())))
+        if self.excluded_class:
+            lines.append(
+                "left out, label not in the class list: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.excluded_class.items()))
+            )
+        if self.unknown_names:
+            lines.append(f"LEFT OUT {len(self.unknown_names)} file(s) whose names do not follow the corpus's naming:")
+            lines += _listed(self.unknown_names)
+        if self.bad_audio:
+            lines.append(f"SKIPPED {len(self.bad_audio)} unusable wav file(s):")
+            lines += _listed(self.bad_audio)
+        return "\n".join(lines)
 
 
 def write_manifest(rows: list[Utterance], path: str | Path) -> Path:

@@ -20,7 +20,8 @@ from ..corpora.emobox import emobox_split, fold_keys, label_map_classes, read_em
 from .segments import segment_spans
 from .features import FeatureCache, SpectrogramConfig
 from ..corpora.folds import FoldSplit, make_fold
-from ..corpora.iemocap import PAPER_CLASSES, read_iemocap
+from ..corpora.iemocap import read_iemocap
+from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, get_corpus, read_corpus
 from ..corpora.manifest import ManifestError, Utterance, count_table, read_manifest, write_manifest
 from .sampler import MAX_FRAMES_PER_BATCH, NUM_BUCKETS, BucketBatchSampler
 
@@ -90,13 +91,16 @@ class SERDataModule(L.LightningDataModule):
     """Speaker-independent folds of an emotional speech corpus, as length-bucketed batches.
 
     Args:
-        root: an `IEMOCAP_full_release` folder. Give this or `manifest`, not both.
+        root: the folder of the corpus `corpus` (an `IEMOCAP_full_release` folder by default).
+            Give this or `manifest`, not both.
         manifest: a CSV manifest (see `ser_fcn.corpora.manifest.COLUMNS`) of any corpus.
             With neither, the synthetic demo corpus is built (once) and used.
         emobox: one corpus's folder of EmoBox's metadata (`label_map.json`, `fold_<k>/`): train
             and test on EmoBox's fold `fold`, validation carved from its training part
             (ser_fcn/corpora/emobox.py). Needs `audio_root`. Classes default to its label map's.
         audio_root: the folder that the EmoBox `wav` paths are relative to.
+        corpus: what `root` holds: iemocap (default), emodb or ravdess (ser_fcn/corpora/readers.py);
+            classes then default to all of that corpus's classes (IEMOCAP: the paper's four).
         fold: 1..number of sessions (5 for IEMOCAP); the session held out. With `emobox`:
             EmoBox's `fold_<fold>`.
         swap_speakers: exchange the held-out session's validation and test speakers.
@@ -120,6 +124,7 @@ class SERDataModule(L.LightningDataModule):
         manifest: str | None = None,
         emobox: str | None = None,
         audio_root: str | None = None,
+        corpus: str = DEFAULT_CORPUS,
         fold: int = 1,
         swap_speakers: bool = False,
         classes: list[str] | None = None,
@@ -150,8 +155,14 @@ class SERDataModule(L.LightningDataModule):
         if emobox and (merge_exc or include_scripted):  # would be ignored: the fold files fix the subset
             raise ValueError("data.merge_exc / data.include_scripted do not apply to data.emobox: its fold files and "
                              "label_map.json fix the utterances and labels (IEMOCAP's merge exc into Happy)")
+        reader = get_corpus(corpus)
+        if corpus != DEFAULT_CORPUS and (manifest or emobox or not root):
+            raise ValueError(f"data.corpus {corpus} reads data.root (its folder): give data.root, "
+                             "and neither data.manifest nor data.emobox")
+        if corpus != DEFAULT_CORPUS and (merge_exc or include_scripted):
+            raise ValueError(f"data.merge_exc / data.include_scripted apply to IEMOCAP only, not to data.corpus {corpus}")
         self.save_hyperparameters()
-        self.classes = list(classes) if classes else label_map_classes(emobox) if emobox else list(PAPER_CLASSES)
+        self.classes = list(classes) if classes else label_map_classes(emobox) if emobox else list(reader.classes)
         self.spec = SpectrogramConfig.from_hparams(self.hparams)
         self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache = FeatureCache(self.cache_root / "features", self.spec, cache_dtype)
@@ -175,6 +186,8 @@ class SERDataModule(L.LightningDataModule):
         hp = self.hparams
         if hp.emobox:
             return f"EmoBox {Path(hp.emobox).resolve().name}"
+        if hp.corpus != DEFAULT_CORPUS:
+            return get_corpus(hp.corpus).title
         if hp.root and (Path(hp.root) / REGIONS_NAME).is_file():
             return "planted demo (synthetic)"  # demo-data --planted, read as an IEMOCAP tree
         return "manifest" if hp.manifest else "IEMOCAP" if hp.root else "demo (synthetic)"
@@ -191,6 +204,9 @@ class SERDataModule(L.LightningDataModule):
             return Path(hp.manifest)
         source = Path(hp.emobox or hp.root).resolve() if hp.emobox or hp.root else self._demo_root()
         key = f"{source}|{self.classes}|{hp.merge_exc}|{hp.include_scripted}"
+        if hp.corpus != DEFAULT_CORPUS:  # a file added or removed changes a folder's mtime: a new manifest
+            folders = [source, *sorted(p for p in source.iterdir() if p.is_dir())] if source.is_dir() else []
+            key += f"|{hp.corpus}|" + ",".join(str(f.stat().st_mtime_ns) for f in folders)
         if hp.emobox:
             files = sorted(Path(hp.emobox).glob(f"fold_{hp.fold}/*.jsonl"))  # an edited fold file: a new manifest
             key += f"|{Path(hp.audio_root).resolve()}|fold{hp.fold}|" + ",".join(f"{f.name}:{f.stat().st_mtime_ns}" for f in files)
@@ -205,6 +221,9 @@ class SERDataModule(L.LightningDataModule):
         if hp.emobox:
             rows, summary = read_emobox_fold(hp.emobox, hp.fold, hp.audio_root, self.classes, progress=hp.progress)
             return self._write_rows(rows, summary, hp.emobox)
+        if hp.corpus != DEFAULT_CORPUS:
+            rows, summary = read_corpus(hp.corpus, hp.root, self.classes, progress=hp.progress)
+            return self._write_rows(rows, summary, hp.root)
         if hp.root:
             root = Path(hp.root)
             if not root.exists():
@@ -224,7 +243,7 @@ class SERDataModule(L.LightningDataModule):
         return self._write_rows(rows, summary, root)
 
     def _write_rows(self, rows: list[Utterance], summary, root) -> Path:
-        log.info("%s reader: %s", "EmoBox" if self.hparams.emobox else "IEMOCAP", summary.report())
+        log.info("%s reader: %s", "EmoBox" if self.hparams.emobox else get_corpus(self.hparams.corpus).title, summary.report())
         if summary.bad_audio:
             log.warning("%d wav files were skipped; see the list above", len(summary.bad_audio))
         if not rows:
