@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from ..configs import base_optimizer
 from ..data.collate import lengths_to_mask
 from ..data.features import SpectrogramConfig
+from .augment import SpecAugment
 from .metrics import UtterancePosteriors, confusion_scores
 
 
@@ -30,6 +31,7 @@ class SERModule(L.LightningModule):
         class_weighted_loss: weight the loss by inverse training class frequency
             (IEMOCAP is imbalanced; this trades WA for UA).
         check_finite: stop with the offending utterance ids when a batch or loss is NaN/Inf.
+        augment: masking of training batches (training/augment.py); None: none (the paper's).
     """
 
     def __init__(
@@ -42,10 +44,12 @@ class SERModule(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         class_weighted_loss: bool = False,
         check_finite: bool = True,
+        augment: SpecAugment | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net", "augment"])  # inference never augments
         self.net = net
+        self.augment = augment
         # under LightningCLI hparams hold the config of these, not the callables
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
@@ -108,7 +112,11 @@ class SERModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self._check_finite(batch, "input features", batch["x"])
-        logits, _ = self(batch["x"], batch["lengths"])
+        x, lengths = batch["x"], batch["lengths"]
+        if self.augment is None:
+            logits, _ = self(x, lengths)
+        else:
+            logits, _ = self.net(self.augment(self.normalize(x, lengths), lengths), lengths)
         loss = F.cross_entropy(logits.float(), batch["y"], weight=self.class_weights)
         self._check_finite(batch, "loss", loss)
         self.train_loss(loss)

@@ -1,0 +1,77 @@
+"""SpecAugment masking of training batches: masks stay inside each utterance, padding stays 0."""
+
+import torch
+
+from ser_fcn.training.augment import SpecAugment
+
+
+def _batch(lengths, n_bins=40, width=None):
+    lengths = torch.tensor(lengths)
+    width = width or int(lengths.max())
+    x = torch.randn(len(lengths), 1, n_bins, width) + 5.0  # no exact zeros inside an utterance
+    x = x * (torch.arange(width) < lengths[:, None])[:, None, None, :]
+    return x, lengths
+
+
+def test_time_masks_fall_inside_each_utterance_and_cover_at_most_their_share():
+    torch.manual_seed(0)
+    aug = SpecAugment(freq_masks=0, freq_width=0, time_masks=2, time_fraction=0.2)
+    x, lengths = _batch([50, 300, 120, 300])
+    masked_any = False
+    for _ in range(50):
+        y = aug(x, lengths)
+        assert (y[x == 0] == 0).all()  # padding stays exactly 0
+        for i, n in enumerate(lengths.tolist()):
+            cols = (y[i, 0] == 0).all(0)  # frames zeroed across every bin
+            assert not cols[:n].all()
+            assert int(cols[:n].sum()) <= 2 * int(0.2 * n)
+            masked_any |= bool(cols[:n].any())
+            # a masked frame is zero in every bin; an unmasked one is the input
+            assert torch.equal(y[i, 0][:, :n][:, ~cols[:n]], x[i, 0][:, :n][:, ~cols[:n]])
+    assert masked_any
+
+
+def test_frequency_masks_zero_whole_bins_and_differ_between_utterances():
+    torch.manual_seed(1)
+    aug = SpecAugment(freq_masks=1, freq_width=10, time_masks=0, time_fraction=0.0)
+    x, lengths = _batch([80, 80, 80, 80])
+    patterns = set()
+    for _ in range(20):
+        y = aug(x, lengths)
+        for i in range(len(lengths)):
+            rows = (y[i, 0] == 0).all(1)
+            assert int(rows.sum()) <= 10
+            patterns.add(tuple(rows.nonzero().flatten().tolist()))
+    assert len(patterns) > 3  # iid: one mask per utterance, not one per batch
+
+
+def test_no_masks_is_the_identity():
+    x, lengths = _batch([30, 60])
+    assert torch.equal(SpecAugment(0, 0, 0, 0.0)(x, lengths), x)
+
+
+class _Recorder(SpecAugment):
+    calls = 0
+
+    def forward(self, x, lengths):
+        type(self).calls += 1
+        return super().forward(x, lengths)
+
+
+def test_the_real_speech_profile_masks_training_batches_only(demo_corpus, tmp_path, monkeypatch):
+    """experiments/profiles/real_speech.yaml builds a SERModule whose training steps (and only
+    those) go through SpecAugment, with the cosine schedule stepping once per epoch."""
+    from helpers import REPO, fit_args
+
+    from ser_fcn.cli import run_cli
+    from ser_fcn.training import augment
+
+    monkeypatch.setattr(augment, "SpecAugment", _Recorder)
+    _Recorder.calls = 0
+    cli = run_cli(["fit", *fit_args(demo_corpus.root, tmp_path / "run", "--config",
+                                    str(REPO / "experiments" / "profiles" / "real_speech.yaml"),
+                                    "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
+                                    "--trainer.logger", "false", "--model.scheduler.init_args.T_max", "2")])
+    assert isinstance(cli.model.augment, _Recorder)
+    assert _Recorder.calls == 4  # 2 epochs x 2 training batches; validation and test do not mask
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 0.0  # cosine decay reached 0 at T_max
