@@ -11,15 +11,21 @@ IEMOCAP ?=
 WEIGHTS_DIR ?=
 # PROTOCOL=common: all sessions, exc as hap (experiments/protocols/common.yaml) with published
 # reference rows; EMOBOX=<EmoBox data/<corpus> folder> AUDIO_ROOT=<its audio folder>: EmoBox's folds
-FOLDS ?= $(if $(EMOBOX),,5)
+FOLDS ?= $(if $(EMOBOX)$(filter-out iemocap,$(CORPUS)),,5)
 PROTOCOL ?= paper
 EMOBOX ?=
 AUDIO_ROOT ?=
+# make table2 CORPUS=emodb EMODB=<EmoDB folder> (or CORPUS=ravdess RAVDESS=<its folder>): the comparison on
+# that corpus over all its leave-one-speaker-out folds -> results/<corpus>.md; PROFILE=auto is real_speech there
+CORPUS ?= iemocap
+EMODB ?=
+RAVDESS ?=
+CORPUS_ROOT = $(if $(filter emodb,$(CORPUS)),$(EMODB),$(if $(filter ravdess,$(CORPUS)),$(RAVDESS)))
 # TABLE_EXTRA: more words for every fold's fit, e.g. TABLE_EXTRA="--model.net.init_args.weights null"
 TABLE_EXTRA ?=
 # SEEDS=3: train every fold with the seeds 0, 1, 2 (more pairs for the tables' paired tests)
 SEEDS ?= 1
-TABLE_ARGS = --profile $(PROFILE) --protocol $(PROTOCOL) $(if $(FOLDS),--folds $(FOLDS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(IEMOCAP),--iemocap $(IEMOCAP)) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(EMOBOX),--emobox $(EMOBOX) --audio-root $(AUDIO_ROOT)) $(TABLE_EXTRA)
+TABLE_ARGS = --profile $(PROFILE) --protocol $(PROTOCOL) $(if $(FOLDS),--folds $(FOLDS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(IEMOCAP),--iemocap $(IEMOCAP)) $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) $(if $(EMOBOX),--emobox $(EMOBOX) --audio-root $(AUDIO_ROOT)) $(if $(filter-out iemocap,$(CORPUS)),--corpus $(CORPUS) $(if $(CORPUS_ROOT),--root $(CORPUS_ROOT))) $(TABLE_EXTRA)
 
 .PHONY: install demo test test-slow test-all bench table1 table2 figure4 attention-check clean
 
@@ -55,7 +61,7 @@ attention-check: install  ## planted corpus; FCN+attention, mean pooling, AlexNe
 table1: install  ## Table I: AlexNet / VGG16 baselines, 5-fold CV (resumable) -> results/table1.md
 	$(PY) -m ser_fcn table1 $(TABLE_ARGS)
 
-table2: install  ## Table II: FCN+attention, FCN mean pooling, best baseline -> results/table2.md
+table2: install  ## Table II: FCN+attention, FCN mean pooling, best baseline -> results/table2.md (CORPUS=emodb EMODB=<dir>: results/emodb.md)
 	$(PY) -m ser_fcn table2 $(TABLE_ARGS)
 
 bench: install  ## performance goals on this machine -> results/bench.md, results/bench.json (~10 min; --quick: seconds)

@@ -1,6 +1,7 @@
 """EmoDB reader: names, classes, speakers and sessions, what it leaves out, folds, data.corpus,
 the manifest command; and the real corpus in ../shared when it is there."""
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -137,3 +138,132 @@ def test_the_real_emodb_has_the_counts_of_its_documentation():
     assert Counter(r.speaker for r in rows) == {"03": 49, "08": 58, "09": 43, "10": 38, "11": 55, "12": 35, "13": 61,
                                                 "14": 69, "15": 56, "16": 71}
     assert {r.session for r in rows} == {1, 2, 3, 4, 5}
+
+
+# --- the EmoDB table ----------------------------------------------------------------------------
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+# UA of each row on the ten folds: AlexNet below FCN + attention on every fold (p < 0.05),
+# mean pooling above on some folds and below on others (not significant)
+UA = {"fcn_attn_random": [0.80, 0.70, 0.75, 0.85, 0.60, 0.72, 0.66, 0.90, 0.78, 0.81],
+      "fcn_meanpool": [0.82, 0.65, 0.75, 0.80, 0.64, 0.70, 0.70, 0.85, 0.79, 0.77],
+      "alexnet_random": [0.60, 0.55, 0.58, 0.70, 0.50, 0.61, 0.52, 0.75, 0.60, 0.66]}
+
+
+def fake_cv(calls, classes=list(emodb.CLASSES)):
+    """Stands in for run_crossval: writes each fold's results.json (7 classes) and aggregates."""
+    from ser_fcn.study import crossval
+
+    def run(configs, out, folds, overrides, **kw):
+        calls.append((configs, Path(out), folds, overrides))
+        names = [f.name for f in crossval.fold_list(folds, n_sessions=folds // 2)]
+        for i, name in enumerate(names):
+            ua = UA[Path(out).name][i]
+            cm = [[0] * 7 for _ in range(7)]
+            for c in range(7):
+                cm[c][c], cm[c][(c + 1) % 7] = round(100 * ua), 100 - round(100 * ua)
+            (Path(out) / name).mkdir(parents=True, exist_ok=True)
+            (Path(out) / name / "config.yaml").write_text(  # the parts of a fold's resolved config a table reads
+                f"data:\n  corpus: {crossval.override_value(overrides, 'data.corpus')}\n"
+                f"  root: {crossval.override_value(overrides, 'data.root')}\n  classes: null\n")
+            (Path(out) / name / "results.json").write_text(json.dumps({
+                "fold": i % 5 + 1, "swap_speakers": i >= 5, "wa": ua, "ua": ua, "n_utterances": 700,
+                "classes": classes, "confusion_matrix": cm, "corpus": "EmoDB", "merge_exc": False}))
+        return crossval.aggregate(out, names, name=Path(out).name)
+
+    return run
+
+
+def test_emodb_table_rows_published_figures_pairing_tests_and_ablation(corpus, tmp_path, monkeypatch, capsys):
+    from ser_fcn.study import references, tables
+
+    calls = []
+    monkeypatch.setattr(tables, "run_crossval", fake_cv(calls))
+    argv = ["--corpus", "emodb", "--root", str(corpus[0]), "--profile", "quick", "--max-row-hours", "0",
+            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--experiments", str(EXPERIMENTS)]
+    tables.main(2, argv)
+    assert [c[1].name for c in calls] == ["fcn_attn_random", "fcn_meanpool", "alexnet_random"]
+    assert all(c[1].parent == tmp_path / "runs" / "quick-emodb" and c[2] == 10 for c in calls)
+    assert all(c[3][-4:] == ["--data.corpus", "emodb", "--data.root", str(corpus[0])] for c in calls)
+    assert all(Path(c[0][-1]).name == "quick.yaml" for c in calls)  # one profile for every row
+    md = (tmp_path / "res" / "emodb.md").read_text()
+    assert not (tmp_path / "res" / "table2.md").exists()
+    lines = md.splitlines()
+    rows = lines[lines.index("| System | WA published | WA here | UA published | UA here |") + 2:][:6]
+    assert [r.split(" | ")[0][2:] for r in rows] == [
+        "FCN + attention, random init", "FCN + mean pooling (λ = 0), random init", "AlexNet on 3 s segments, random init",
+        *(f"{p.system}, Chen et al. 2018" for p in references.EMODB_PUBLISHED)]
+    assert "(reference of the tests)" in rows[0]
+    assert "\\*" not in rows[1] and "\\*" in rows[2]  # only AlexNet differs significantly (10 pairs, all below)
+    for row, (ua, std) in zip(rows[3:], [(82.82, 4.99), (79.38, 7.78), (71.56, 8.43)]):
+        assert f"| {ua:.2f} ± {std:.2f} |" in row and references.SAME_PROTOCOL in row
+    assert "- Speaker pairing: session 1: 03 (m) + 08 (f); session 2: 10 (m) + 09 (f); session 3: 11 (m) + 13 (f)" in md
+    assert "n = 10 folds x 1 seed(s) = 10 runs" in md and "EmoDB (`" in md and "classes neu, hap, sad, ang, bor, dis, fea" in md
+    assert "attention pooling beats mean pooling (its section II-B): the order here agrees: mean UA 75.7 against 74.7" in md
+    assert "beat 3 s segments (AlexNet; its Table II): the order here agrees" in md and "significant at 0.05" in md
+    assert "| System | neu | hap | sad | ang | bor | dis | fea |" in md  # per-class recall of the seven classes
+    assert "here the rows have up to 10 pairs (smallest p 0.002)" in md
+    assert "## Recipe ablation (validation UA)" in md and "Not written yet: `results/emodb_ablation.md`" in md
+
+    (tmp_path / "res" / "emodb_ablation.md").write_text("| choice | val UA before | after |\n|---|---|---|\n| cosine lr | 60.0 | 70.0 |\n")
+    tables.main(2, argv)
+    md = (tmp_path / "res" / "emodb.md").read_text()
+    assert md.endswith("## Recipe ablation (validation UA)\n\n| choice | val UA before | after |\n|---|---|---|\n"
+                       "| cosine lr | 60.0 | 70.0 |\n") and "Not written yet" not in md
+
+
+def test_emodb_table_defaults_to_the_real_speech_profile_and_needs_table2_and_a_root(corpus, tmp_path, monkeypatch, capsys):
+    from ser_fcn.study import tables
+
+    calls = []
+    monkeypatch.setattr(tables, "run_crossval", fake_cv(calls))
+    tables.main(2, ["--corpus", "emodb", "--root", str(corpus[0]), "--max-row-hours", "0", "--runs", str(tmp_path / "runs"),
+                    "--results", str(tmp_path / "res"), "--experiments", str(EXPERIMENTS)])
+    assert "profile: real_speech" in capsys.readouterr().out
+    assert {c[1].parent.name for c in calls} == {"real_speech-emodb"}
+    assert all(Path(c[0][-1]) == EXPERIMENTS / "profiles" / "real_speech.yaml" for c in calls)
+    with pytest.raises(SystemExit, match="table2 --corpus emodb"):
+        tables.main(1, ["--corpus", "emodb", "--root", str(corpus[0])])
+    with pytest.raises(SystemExit, match="needs --root"):
+        tables.main(2, ["--corpus", "emodb", "--profile", "quick"])
+
+
+@pytest.mark.slow  # 12 fits: ~4 min on a shared 2-core CPU (`make test-slow`)
+def test_emodb_table_command_trains_every_row_on_every_fold_of_a_tiny_corpus(tmp_path, monkeypatch, capsys):
+    """`table2 --corpus emodb` end to end with the quick profile, each fold's `fit` run in this
+    process (a subprocess per fit is cv's own test): two sessions of EmoDB speakers, 4 folds x 3 rows."""
+    from ser_fcn.study import crossval, tables
+
+    root = tmp_path / "emodb"
+    write_emodb(root, per_class=2, seconds=0.6)
+    for wav in (root / "wav").glob("*.wav"):
+        if wav.name[:2] not in ("03", "08", "10", "09"):  # sessions 1 and 2 only
+            wav.unlink()
+
+    def fit_here(cmd, log, echo=False):
+        log.write_text("GPU available: False, used: False\n")
+        try:
+            main(cmd[cmd.index("fit"):])
+        except SystemExit as e:
+            return e.code or 0
+        return 0
+
+    monkeypatch.setattr(crossval, "launch_fold", fit_here)
+    runs, res = tmp_path / "runs", tmp_path / "res"
+    tables.main(2, ["--corpus", "emodb", "--root", str(root), "--profile", "quick", "--max-row-hours", "0",
+                    "--runs", str(runs), "--results", str(res), "--experiments", str(EXPERIMENTS),
+                    "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--data.progress", "false"])
+    for experiment in ("fcn_attn_random", "fcn_meanpool", "alexnet_random"):
+        agg = json.loads((runs / "quick-emodb" / experiment / "aggregate.json").read_text())
+        assert agg["complete"] and agg["n_runs"] == 4 and agg["classes"] == list(emodb.CLASSES)
+        assert sorted(f["test_speaker"] for f in agg["folds"]) == ["03", "08", "09", "10"]
+        assert agg["corpus"] == ["EmoDB"] and agg["resolved_config"]["data"]["corpus"] == "emodb"
+    md = (res / "emodb.md").read_text()
+    assert "no finished run" not in md and "(only" not in md and f"EmoDB (`{root}`)" in md
+    mtime = (runs / "quick-emodb" / "fcn_attn_random" / "fold1" / "results.json").stat().st_mtime_ns
+    capsys.readouterr()
+    tables.main(2, ["--corpus", "emodb", "--root", str(root), "--profile", "quick", "--max-row-hours", "0",
+                    "--runs", str(runs), "--results", str(res), "--experiments", str(EXPERIMENTS),
+                    "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--data.progress", "false"])
+    assert "(not retrained)" in capsys.readouterr().out  # resumable: a fold with results.json is kept
+    assert (runs / "quick-emodb" / "fcn_attn_random" / "fold1" / "results.json").stat().st_mtime_ns == mtime

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import emodb, iemocap
+from . import emodb, iemocap, ravdess
 from .manifest import ReadSummary, Utterance, count_table, write_manifest
 
 DEFAULT = "iemocap"
@@ -37,6 +37,7 @@ def _read_iemocap(root, classes, progress=True, merge_exc=False, include_scripte
 CORPORA = {
     "iemocap": Corpus("iemocap", "IEMOCAP", iemocap.PAPER_CLASSES, _read_iemocap, speaker_folds=False),
     "emodb": Corpus("emodb", emodb.TITLE, emodb.CLASSES, emodb.read_emodb, speaker_folds=True),
+    "ravdess": Corpus("ravdess", ravdess.TITLE, ravdess.CLASSES, ravdess.read_ravdess, speaker_folds=True),
 }
 IEMOCAP_ONLY = ("merge_exc", "include_scripted")
 

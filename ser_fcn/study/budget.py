@@ -17,10 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
-from ..configs import BASE_CONFIG
-from .crossval import override_value
+from .crossval import config_setting
 
 PROBE_BATCHES = 4  # timed: the batches after the first (warm-up)
 TIMER = "ser_fcn.training.callbacks.EpochTimer"
@@ -53,11 +50,7 @@ def measure_epoch(configs: Sequence[str], overrides: Sequence[str], batches: int
 
 def trainer_setting(configs: Sequence[str], overrides: Sequence[str], key: str):
     """`trainer.<key>` as base.yaml, then the config files, then the overrides set it (None: unset)."""
-    value = None
-    for f in [BASE_CONFIG, *configs]:
-        value = ((yaml.safe_load(Path(f).read_text()) or {}).get("trainer") or {}).get(key, value)
-    given = override_value(list(overrides), f"trainer.{key}")
-    return yaml.safe_load(given) if given is not None else value
+    return config_setting(configs, overrides, f"trainer.{key}")
 
 
 def epoch_seconds(measured: dict, limit_train_batches=None) -> float:

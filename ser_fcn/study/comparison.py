@@ -58,12 +58,13 @@ def method_lines(reference: str | None, why: str, n_pairs: int) -> list[str]:
              "freedom; the runs are taken as independent, though seeds of one fold share its test speakers)."]
     if reference is None:
         return lines + ["- Paired test: none (no row to compare with has runs)."]
+    caveat = (f"With {FOLDS_ONLY_PAIRS} pairs (IEMOCAP's 5 folds, one seed) the smallest two-sided "
+              f"p this test can give is {smallest_p(FOLDS_ONLY_PAIRS):.4g}, so there no difference can be significant "
+              f"without seeds (`--seeds`, `SEEDS=3 make …`: 15 pairs, smallest p {smallest_p(15):.1g}); "
+              f"here the rows have up to {n_pairs} pairs (smallest p {smallest_p(n_pairs):.2g}).")
     lines.append(
         f"- Paired test: {TEST_NAME}, on UA, each row against **{reference}** ({why}); footnotes give p, "
-        f"`*` marks p < {SIGNIFICANCE}. With {FOLDS_ONLY_PAIRS} pairs (5 folds, one seed) the smallest two-sided "
-        f"p this test can give is {smallest_p(FOLDS_ONLY_PAIRS):.4g}, so no difference can be significant "
-        f"without seeds (`--seeds`, `SEEDS=3 make …`: 15 pairs, smallest p {smallest_p(15):.1g}); "
-        f"here the rows have up to {n_pairs} pairs.")
+        f"`*` marks p < {SIGNIFICANCE}. " + caveat)
     return lines
 
 

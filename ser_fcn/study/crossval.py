@@ -1,9 +1,13 @@
 """Cross-validation: one experiment over every fold and seed, each a `fit` in its own process.
 
-    python -m ser_fcn cv --config experiments/fcn_attn.yaml [--folds 5|10] [--seeds N] [--out DIR] [overrides…]
+    python -m ser_fcn cv --config experiments/fcn_attn.yaml [--folds N] [--only K …] [--seeds N] [--out DIR] [overrides…]
 
-Fold k trains in `<out>/fold<k>` (`<out>/fold<k>-swap` for the five extra folds of
-`--folds 10`: validation and test speakers exchanged) through `python -m ser_fcn fit
+The folds are those of the corpus the fits read (`corpus_sessions`): one per session
+(IEMOCAP and the demo corpus: 5; a manifest: its sessions), or twice that with the speaker
+swap (`--folds 10` for IEMOCAP). EmoDB and RAVDESS (`--data.corpus emodb|ravdess`) are leave one
+speaker out: by default every session with the swap (10 folds for EmoDB's 5 sessions, 24 for
+RAVDESS's 12). Fold k trains in `<out>/fold<k>` (`<out>/fold<k>-swap` for the swapped ones:
+validation and test speakers exchanged) through `python -m ser_fcn fit
 --run_dir …`, which tests the best checkpoint and writes `results.json`. With `--seeds N`
 every fold trains once per seed s = 0..N-1 (`--seed_everything s --data.seed s`); seed 0
 keeps the folder `fold<k>` (so runs made before seeds existed stay valid), seed s > 0 trains
@@ -138,6 +142,51 @@ def emobox_overrides(emobox: str | None, audio_root: str | None) -> list[str]:
     return ["--data.emobox", str(emobox), "--data.audio_root", str(audio_root)]
 
 
+def config_setting(configs: Sequence[str], overrides: Sequence[str], key: str):
+    """The dotted setting `key` (e.g. "data.root") as base.yaml, then the config files, then the
+    overrides set it (None: unset)."""
+    section, _, name = key.rpartition(".")
+    value = None
+    for f in [BASE_CONFIG, *configs]:
+        node = yaml.safe_load(Path(f).read_text()) or {}
+        for part in section.split(".") if section else []:
+            node = node.get(part) or {} if isinstance(node, dict) else {}
+        if isinstance(node, dict) and name in node:
+            value = node[name]
+    given = override_value(list(overrides), key)
+    return yaml.safe_load(given) if given is not None else value
+
+
+def corpus_sessions(configs: Sequence[str], overrides: Sequence[str]) -> tuple[int, bool]:
+    """(sessions, leave one speaker out) of the corpus the fits read: a manifest's or EmoDB's /
+    RAVDESS's sessions, read from the files (names and headers only); IEMOCAP and the demo
+    corpus have N_SESSIONS."""
+    from ..corpora.manifest import read_manifest
+    from ..corpora.readers import DEFAULT, get_corpus, read_corpus
+
+    manifest = config_setting(configs, overrides, "data.manifest")
+    corpus = config_setting(configs, overrides, "data.corpus") or DEFAULT
+    root = config_setting(configs, overrides, "data.root")
+    if manifest:
+        return len({r.session for r in read_manifest(manifest)}), False
+    if corpus != DEFAULT and root:
+        try:
+            rows, _ = read_corpus(corpus, root, config_setting(configs, overrides, "data.classes"), progress=False)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+        return len({r.session for r in rows}), get_corpus(corpus).speaker_folds
+    return N_SESSIONS, False
+
+
+def default_folds(configs: Sequence[str], overrides: Sequence[str], emobox: str | None = None) -> int:
+    """Every fold of the corpus's protocol: EmoBox's fold_k folders; twice the sessions (with the
+    swap) for a leave-one-speaker-out corpus; else one per session."""
+    if emobox:
+        return len(emobox_folds(emobox))
+    n, speaker_folds = corpus_sessions(configs, overrides)
+    return 2 * n if speaker_folds else n
+
+
 def override_value(overrides: list[str], key: str) -> str | None:
     """The last value given to `--key` in command-line words (`--key v` or `--key=v`), else None."""
     found = None
@@ -256,7 +305,7 @@ def _fmt_time(s: float) -> str:
 def run_crossval(
     configs: Sequence[str],
     out: str | Path,
-    folds: int = 5,
+    folds: int | None = None,
     overrides: Sequence[str] = (),
     only: Sequence[int] | None = None,
     echo: bool = False,
@@ -271,7 +320,8 @@ def run_crossval(
     `launch(cmd, log_path) -> exit code` runs one fold (default: `launch_fold`, a subprocess).
     A failed run does not stop the others; the aggregate then says which runs are missing.
     `emobox`: an EmoBox corpus folder (its `--data.emobox` is among `overrides`): one fold per
-    `fold_<k>` folder. `seeds`: each fold is trained with the seeds 0..seeds-1.
+    `fold_<k>` folder. `seeds`: each fold is trained with the seeds 0..seeds-1. `folds`: None is
+    every fold of the corpus's protocol (`default_folds`).
     """
     bad = [o for o in overrides if o.split("=", 1)[0] in RESERVED]
     if bad:
@@ -279,8 +329,13 @@ def run_crossval(
                          "not by an override")
     out = Path(out)
     name = name or Path(str(configs[0])).stem
-    n_sessions = len(emobox_folds(emobox)) if emobox else N_SESSIONS
-    plan = run_list(fold_list(folds, only, n_sessions, swap=not emobox), seeds)
+    n_sessions = len(emobox_folds(emobox)) if emobox else corpus_sessions(configs, overrides)[0]
+    folds = folds or default_folds(configs, overrides, emobox)
+    try:
+        plan_folds = fold_list(folds, only, n_sessions, swap=not emobox)
+    except ValueError as e:  # a fold count or number this corpus does not have
+        raise SystemExit(f"error: {e}") from None
+    plan = run_list(plan_folds, seeds)
     _check_setup(out, setup_record(configs, overrides))
     (out / "logs").mkdir(exist_ok=True)
     launch = launch or (lambda cmd, log: launch_fold(cmd, log, echo))
@@ -393,7 +448,7 @@ def _resolved(run_dir: Path) -> dict:
     trainer, data, model = cfg.get("trainer") or {}, cfg.get("data") or {}, cfg.get("model") or {}
     net, opt = model.get("net") or {}, model.get("optimizer") or {}
     keep_trainer = ("max_epochs", "max_time", "limit_train_batches", "limit_val_batches", "precision", "accelerator")
-    keep_data = ("root", "manifest", "emobox", "audio_root", "classes", "merge_exc", "include_scripted", "segmented",
+    keep_data = ("corpus", "root", "manifest", "emobox", "audio_root", "classes", "merge_exc", "include_scripted", "segmented",
                  "max_frames_per_batch", "demo_utterances_per_speaker")
     return {
         "net": {"class_path": net.get("class_path"), **(net.get("init_args") or {})},
@@ -504,11 +559,13 @@ def main(argv: list[str] | None = None) -> None:
         "Arguments it does not know (e.g. --trainer.max_epochs 5) are passed to every fold's `fit`.",
     )
     p.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable, later ones win)")
-    p.add_argument("--folds", type=int, help="5 (one per session, the default) or 10 (also with the speaker swap); "
-                   "with --emobox: its number of fold_k folders")
+    p.add_argument("--folds", type=int, help="the corpus's sessions (one fold each) or twice that (also with the speaker "
+                   "swap). Default: every fold of its protocol: 5 for IEMOCAP (10 with the swap), 10 for EmoDB, 24 for "
+                   "RAVDESS, a manifest's sessions; with --emobox its number of fold_k folders")
     p.add_argument("--emobox", help="an EmoBox corpus folder (label_map.json, fold_k/): train on its folds")
     p.add_argument("--audio-root", help="with --emobox: the folder its wav paths are relative to")
-    p.add_argument("--only", type=int, nargs="+", help="train only these fold numbers (the aggregate lists the rest as missing)")
+    p.add_argument("--only", type=int, nargs="+", help="train only these fold numbers (1..sessions; with the swap both "
+                   "of a session's folds; the aggregate lists the rest as missing)")
     p.add_argument("--seeds", type=int, default=SEEDS,
                    help=f"train every fold with the seeds 0..N-1 (--seed_everything s --data.seed s; default {SEEDS}); "
                    "seed s > 0 in fold<k>-seed<s>")
@@ -520,8 +577,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--seeds {args.seeds}: give at least 1")
     out = args.out or str(Path("runs") / "cv" / Path(args.config[0]).stem)
     overrides = emobox_overrides(args.emobox, args.audio_root) + overrides
-    folds = args.folds or (len(emobox_folds(args.emobox)) if args.emobox else N_SESSIONS)
-    agg = run_crossval(args.config, out, folds, overrides, only=args.only, echo=args.verbose,
+    agg = run_crossval(args.config, out, args.folds, overrides, only=args.only, echo=args.verbose,
                        keep_checkpoints=args.keep_checkpoints, emobox=args.emobox, seeds=args.seeds)
     if not agg["complete"] and not args.only:
         sys.exit(1)

@@ -1,4 +1,5 @@
-"""Published figures under the common IEMOCAP protocol: quoted beside ours, not run here.
+"""Published figures quoted beside ours, not run here: under the common IEMOCAP protocol, and
+under EmoDB's speaker-independent protocol (Chen et al. 2018, `EMODB_PUBLISHED`).
 
 Only figures read in a source are listed, each with where it was read. EmoBox's IEMOCAP
 folds are the common protocol (5531 utterances: neu, hap + exc, sad, ang; one session held
@@ -51,3 +52,28 @@ def render_references(refs: list[Reference]) -> list[str]:
     if any(r.source == EMOBOX_SOURCE for r in refs):
         lines.append(f"\n[1] {EMOBOX_SOURCE}.")
     return lines
+
+
+# --- EmoDB: figures published under its speaker-independent protocol -------------------------
+
+SAME_PROTOCOL = "published, same protocol, not run here"
+CHEN_2018 = ('Chen et al., "3-D Convolutional Recurrent Neural Networks with Attention Model for Speech Emotion '
+             'Recognition", IEEE Signal Processing Letters 2018, Table II')
+
+
+@dataclass(frozen=True)
+class PublishedUA:
+    """A published UA (%) as mean ± standard deviation over folds; no WA quoted."""
+
+    system: str
+    ua: float
+    ua_std: float
+    source: str = CHEN_2018
+
+
+# EmoDB, 7 classes, leave one speaker out with a validation speaker (the protocol of our EmoDB rows).
+EMODB_PUBLISHED = [
+    PublishedUA("3-D ACRNN (log-mel with deltas, CNN + LSTM + attention)", 82.82, 4.99),
+    PublishedUA("2-D ACRNN (log-mel, CNN + LSTM + attention)", 79.38, 7.78),
+    PublishedUA("DNN-ELM", 71.56, 8.43),
+]

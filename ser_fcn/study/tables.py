@@ -4,6 +4,14 @@
                              [--protocol paper|common|FILE] [--emobox DIR --audio-root DIR] [--seeds N]
                              [--max-row-hours H]
     python -m ser_fcn table2 [same options]
+    python -m ser_fcn table2 --corpus emodb|ravdess --root DIR [--profile real_speech|FILE] [--seeds N]
+
+With `--corpus emodb` (or ravdess) Table II's comparison runs on that corpus instead (its
+leave-one-speaker-out folds: 10 for EmoDB, 24 for RAVDESS): FCN + attention, FCN + mean pooling
+and the segmented AlexNet, all from random init and one profile (default `real_speech`, the
+recipe for real speech), beside the figures published under the same protocol (references.py),
+written to `results/<corpus>.md` with `results/<corpus>_ablation.md` appended when it exists;
+runs in `runs/tables/<profile>-<corpus>/`.
 
 `--profile auto` (the default) is `full` with a CUDA GPU, else `cpu`; without a GPU each row's
 epoch is measured first and a row over `--max-row-hours` is reported as needing a GPU (budget.py).
@@ -39,8 +47,12 @@ import yaml
 from ..utils import atomic
 from .budget import epoch_seconds, measure_epoch, needs_gpu_note, row_hours, trainer_setting
 from .comparison import compare_rows, confusion_lines, footnote, mean_ci_cell, method_lines, recall_table, significance_mark
-from .crossval import AGGREGATE, SEEDS, aggregate, emobox_folds, emobox_overrides, override_value, run_crossval
-from .references import COMMON_PROTOCOL, render_references
+from ..corpora import emodb, ravdess
+from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, CORPORA, get_corpus
+from .crossval import (AGGREGATE, SEEDS, aggregate, corpus_sessions, emobox_folds, emobox_overrides, override_value,
+                       run_crossval)
+from .stats import SIGNIFICANCE
+from .references import COMMON_PROTOCOL, EMODB_PUBLISHED, SAME_PROTOCOL, PublishedUA, render_references
 from .wandb_report import log_table
 
 PAPER = "Zhang et al. 2018"
@@ -76,6 +88,40 @@ AUTO = "auto"  # --profile auto: full on a machine with a CUDA GPU, else cpu
 MAX_ROW_HOURS = 3.0  # without a GPU, a row estimated above this (at its epoch cap) is reported as needing one:
 # on a 2-core CPU AlexNet's rows need ~1 h, VGG16's ~16x that; the margin absorbs a loaded machine
 PAPER_PROTOCOL = "paper"  # base.yaml as is: IEMOCAP improvised, neu/hap/sad/ang, exc left out, 5 folds
+REAL_SPEECH = "real_speech"  # experiments/profiles/real_speech.yaml, the recipe: the corpus tables' default profile
+
+# Table II's comparison on another corpus: every row from random init (no ImageNet download needed)
+SPEAKER_ROWS = [
+    Row("FCN + attention, random init", "fcn_attn_random", None, None),
+    Row("FCN + mean pooling (λ = 0), random init", "fcn_meanpool", None, None),
+    Row("AlexNet on 3 s segments, random init", "alexnet_random", None, None),
+]
+
+
+@dataclass(frozen=True)
+class CorpusTable:
+    """The comparison on a corpus other than IEMOCAP: its title, its speaker pairing (as the
+    notes state it) and the figures published under its protocol."""
+
+    title: str
+    protocol: str
+    pairing: str
+    published: tuple[PublishedUA, ...] = ()
+
+
+CORPUS_TABLES = {
+    "emodb": CorpusTable(
+        "EmoDB: FCN + attention, mean pooling and the segmented AlexNet, speaker-independent (10 folds)",
+        "EmoDB's speaker-independent protocol: leave one speaker out with a validation speaker (10 folds; "
+        "all 535 utterances, 7 classes, as Chen et al. 2018)", emodb.pairing_text(), tuple(EMODB_PUBLISHED)),
+    "ravdess": CorpusTable(
+        "RAVDESS (audio-only speech): FCN + attention, mean pooling and the segmented AlexNet, speaker-independent "
+        "(24 folds)", "leave one actor out with a validation actor (24 folds; audio-only speech, 8 classes)",
+        ravdess.pairing_text()),
+}
+# the paper's claims that the order of the corpus tables' rows tests: (better, worse, claim)
+CLAIMS = [("fcn_attn_random", "fcn_meanpool", "attention pooling beats mean pooling (its section II-B)"),
+          ("fcn_attn_random", "alexnet_random", "whole utterances (the FCN) beat 3 s segments (AlexNet; its Table II)")]
 
 
 @dataclass
@@ -148,6 +194,14 @@ class Setup:
     audio_root: str | None = None
     seeds: int = SEEDS
     max_row_hours: float | None = None  # no GPU: a row whose measured estimate exceeds this is not trained
+    corpus: str = DEFAULT_CORPUS  # another corpus (corpora/readers.py): read from `root`
+    root: str | None = None
+
+    def corpus_overrides(self) -> list[str]:
+        """The `fit` arguments that select the corpus (none for IEMOCAP or the demo corpus)."""
+        if self.corpus != DEFAULT_CORPUS:
+            return ["--data.corpus", self.corpus, "--data.root", str(self.root)]
+        return ["--data.root", self.iemocap] if self.iemocap else []
 
 
 def gpu_needed(configs: list[Path], overrides: list[str], s: Setup, out: Path) -> str | None:
@@ -176,8 +230,7 @@ def run_row(row: Row, s: Setup) -> Outcome:
         return Outcome(row, note="not reproduced here")
     exp_file = s.experiments / f"{row.experiment}.yaml"
     configs = [exp_file, *([s.protocol_file] if s.protocol_file else []), s.profile_file]
-    overrides = (list(s.overrides) + (["--data.root", s.iemocap] if s.iemocap else [])
-                 + emobox_overrides(s.emobox, s.audio_root))
+    overrides = list(s.overrides) + s.corpus_overrides() + emobox_overrides(s.emobox, s.audio_root)
     net = net_init_args(configs)
     given = override_value(overrides, "model.net.init_args.weights")
     if given is not None:  # the command line wins over the files
@@ -295,8 +348,11 @@ def _corpus_lines(aggs: list[dict]) -> list[str]:
     corpora = sorted({c for a in aggs for c in a.get("corpus") or []})
     if not aggs:
         return ["- Corpus: none (no row was run)."]
+    named = data.get("corpus") or DEFAULT_CORPUS
     if data.get("emobox"):
         corpus = f"EmoBox's fold files `{data['emobox']}` (audio under `{data.get('audio_root')}`)"
+    elif named != DEFAULT_CORPUS:
+        corpus = f"{get_corpus(named).title} (`{data.get('root')}`)"
     elif data.get("root"):
         corpus = f"IEMOCAP (`{data['root']}`)"
     elif data.get("manifest"):
@@ -309,6 +365,8 @@ def _corpus_lines(aggs: list[dict]) -> list[str]:
     merge = sorted({m for a in aggs for m in a.get("merge_exc") or []})
     if data.get("emobox"):
         labels = f"as the fold files list them, through EmoBox's label map; classes {', '.join(classes)}."
+    elif named != DEFAULT_CORPUS:
+        labels = f"from the file names (ser_fcn/corpora/{named}.py); classes {', '.join(classes)}."
     else:
         subset = "improvised and scripted" if data.get("include_scripted") else "improvised dialogs only"
         exc = " (exc counted as hap)" if True in merge else " (exc left out)"
@@ -345,7 +403,7 @@ def _table_rows(outcomes: list[Outcome], expected: int, paired: PairedTests) -> 
     for o in outcomes:
         r, note = o.row, o.extra.get("paper_note", "")
         wa_p = f"{r.wa:.1f}{note}" if r.wa is not None else "—"
-        ua_p = f"{r.ua:.1f}{note}" if r.ua is not None else "—"
+        ua_p = o.extra.get("ua_published") or (f"{r.ua:.1f}{note}" if r.ua is not None else "—")
         if o.agg and o.agg.get("n_runs"):
             wa_h, ua_h = _cell(o.agg, "wa", expected), _cell(o.agg, "ua", expected)
         else:
@@ -372,42 +430,93 @@ def paired_tests(outcomes: list[Outcome], reference: Outcome | None, why: str) -
     return PairedTests(tests, reference.row.system if inside else None, label, method_lines(label, why, most))
 
 
+def published_outcome(p: PublishedUA) -> Outcome:
+    """A published row of a corpus table: its UA as mean ± std, marked as not run here."""
+    return Outcome(Row(f"{p.system}, Chen et al. 2018", None, None, p.ua), note=SAME_PROTOCOL,
+                   extra={"ua_published": f"{p.ua:.2f} ± {p.ua_std:.2f}"})
+
+
+def ordering_lines(outcomes: list[Outcome], paired: PairedTests) -> list[str]:
+    """Where the order of our rows agrees with the paper's claims (CLAIMS), with the paired tests."""
+    ran = {o.row.experiment: o for o in outcomes if o.agg and o.agg.get("n_runs")}
+    lines = []
+    for better, worse, claim in CLAIMS:
+        if better not in ran or worse not in ran:
+            missing = " and ".join(e for e in (better, worse) if e not in ran)
+            lines.append(f"- The paper's claim that {claim}: not tested here ({missing} has no finished run).")
+            continue
+        b, w = 100 * ran[better].agg["ua"]["mean"], 100 * ran[worse].agg["ua"]["mean"]
+        verdict = "agrees" if b > w else "disagrees" if b < w else "neither agrees nor disagrees (a tie)"
+        test = paired.tests.get(ran[worse].row.system) if paired.reference_system == ran[better].row.system else None
+        if test and test.get("p") is not None:
+            sig = "significant" if test["p"] < SIGNIFICANCE else "not significant"
+            tested = f"; paired test over {test['n_pairs']} runs p = {test['p']:.3g}, {sig} at {SIGNIFICANCE}"
+        else:
+            tested = "; no paired test"
+        lines.append(f"- The paper's claim that {claim}: the order here {verdict}: mean UA {b:.1f} against "
+                     f"{w:.1f} ({b - w:+.1f} points{tested}).")
+    return lines
+
+
 def render_table(number: int, outcomes: list[Outcome], profile: str, profile_file: Path | None,
                  folds: int = 5, command: str = "", protocol: str | None = None, references: list | None = None,
-                 seeds: int = SEEDS, paired: PairedTests | None = None) -> str:
+                 seeds: int = SEEDS, paired: PairedTests | None = None, corpus: str | None = None,
+                 ablation: str | None = None) -> str:
     """Markdown: the paper's rows and figures, this package's mean [95 % CI] with the paired
     tests `paired` (`paired_tests` against `choose_reference`; default: the reference among
     `outcomes`), per-class recall, pooled confusion matrices, and what produced them.
     `protocol`: a line saying which protocol made the 'here' columns (`protocol_line`);
-    `references`: published rows under that protocol (references.py), quoted beneath."""
+    `references`: published rows under that protocol (references.py), quoted beneath.
+    `corpus`: a key of CORPUS_TABLES (Table II's comparison on that corpus: published rows
+    among `outcomes`, the speaker pairing and the paper's claims in the notes, and an
+    ablation section, `ablation` being its markdown or None while there is none)."""
     paired = paired or paired_tests(outcomes, *choose_reference(number, outcomes))
     rows, footnotes = _table_rows(outcomes, folds * seeds, paired)
-    lines = [f"# {TITLES[number]}", "",
-             "| System | WA paper | WA here | UA paper | UA here |", "|---|---|---|---|---|", *rows]
+    kind = CORPUS_TABLES.get(corpus)
+    source = "published" if kind else "paper"
+    lines = [f"# {kind.title if kind else TITLES[number]}", "",
+             f"| System | WA {source} | WA here | UA {source} | UA here |", "|---|---|---|---|---|", *rows]
     ran = [(o.row.system, o.agg) for o in outcomes if o.agg and o.agg.get("n_runs")]
     lines += recall_table(ran) + confusion_lines(ran)
-    lines += ["", *_notes(number, outcomes, profile, profile_file, folds, seeds, command, protocol), *paired.method]
+    lines += ["", *_notes(number, outcomes, profile, profile_file, folds, seeds, command, protocol, kind),
+              *paired.method]
+    if kind:
+        lines += ordering_lines(outcomes, paired)
     if references:
         lines += render_references(references)
     if footnotes:
         lines += ["", *footnotes]
+    if kind:
+        lines += ["", "## Recipe ablation (validation UA)", "",
+                  ablation.strip() if ablation else f"Not written yet: `results/{corpus}_ablation.md` is appended here "
+                  "when it exists (validation UA of each recipe choice over the same folds, before and after)."]
     return "\n".join(lines) + "\n"
 
 
 def _notes(number: int, outcomes: list[Outcome], profile: str, profile_file: Path | None, folds: int, seeds: int,
-           command: str, protocol: str | None) -> list[str]:
+           command: str, protocol: str | None, kind: CorpusTable | None = None) -> list[str]:
     """The bullet points under a table: paper, metrics, protocol, corpus, initialisation, device …"""
     aggs = [o.agg for o in outcomes if o.agg and o.agg.get("n_runs")]
     devices = sorted({d for a in aggs for d in a.get("devices") or []})
+    if kind:
+        published = (f"- Published rows: {kind.published[0].source}, under the same protocol, marked \"{SAME_PROTOCOL}\"; "
+                     "their UA is the published mean ± standard deviation over folds (not a 95 % interval), and no "
+                     f"WA is quoted. Our rows are {PAPER}'s models (no figures of theirs on this corpus)."
+                     if kind.published else f"- Published rows: none quoted for this corpus; our rows are {PAPER}'s models.")
+    else:
+        published = (f"- Paper: {PAPER}, Table {'I' if number == 1 else 'II'} (IEMOCAP, improvised, 4 classes, 5 folds)"
+                     + ("; [9] is Satt et al. 2017, its figures as the paper quotes them." if number == 2 else "."))
     lines = [
-        f"- Paper: {PAPER}, Table {'I' if number == 1 else 'II'} (IEMOCAP, improvised, 4 classes, 5 folds)"
-        + ("; [9] is Satt et al. 2017, its figures as the paper quotes them." if number == 2 else "."),
+        published,
         f"- Here: utterance-level WA / UA in % (WA: accuracy; UA: mean recall over the classes present in a fold's "
         f"test labels, sklearn's balanced accuracy) over n = {folds} folds x {seeds} seed(s) = {folds * seeds} runs "
         "per row: speaker-independent folds (one held-out session each: one actor validation, the other test), "
         f"each trained with the seed(s) {', '.join(map(str, range(seeds)))} (`--seed_everything s --data.seed s`)"
-        + ("; a segmented model's utterance score is the mean of its 3 s segments' posteriors." if number == 1 else "."),
+        + ("; a segmented model's utterance score is the mean of its 3 s segments' posteriors."
+           if number == 1 or kind else "."),
         *([protocol] if protocol else []),
+        *([f"- Speaker pairing: {kind.pairing}. Fold k holds session k out, validates on its lower-numbered speaker "
+           "and tests on the other; fold k-swap exchanges them, so every speaker is tested once."] if kind else []),
         *_corpus_lines(aggs),
         "- Initialisation here: " + "; ".join(f"{o.row.system}: {o.init or 'not run'}" for o in outcomes if o.row.experiment)
         + ". ImageNet weights used by: " + (", ".join(o.row.system for o in outcomes if o.agg and o.init and o.init.startswith("ImageNet")) or "no row") + ".",
@@ -454,13 +563,26 @@ def setup_from_args(a: argparse.Namespace, name: str, profile_file: Path, overri
     protocol_file = protocol_path(a.protocol, a.experiments)
     if a.emobox and a.iemocap:
         sys.exit("error: give --iemocap or --emobox, not both")
-    folds = a.folds or (len(emobox_folds(a.emobox)) if a.emobox else 5)
-    corpus = f"emobox-{Path(a.emobox).resolve().name}" if a.emobox else "iemocap" if a.iemocap else "demo"
+    if a.corpus == DEFAULT_CORPUS and a.root:  # --corpus iemocap --root DIR is --iemocap DIR
+        if a.iemocap and a.iemocap != a.root:
+            sys.exit("error: give --iemocap or --root, not both")
+        a.iemocap = a.root
+    if a.corpus != DEFAULT_CORPUS:
+        if a.iemocap or a.emobox or protocol_file is not None:
+            sys.exit(f"error: --corpus {a.corpus} reads --root; --iemocap, --emobox and --protocol do not apply")
+        if not a.root:
+            sys.exit(f"error: --corpus {a.corpus} needs --root (the corpus's folder)")
+        sessions, speaker_folds = corpus_sessions([], ["--data.corpus", a.corpus, "--data.root", a.root, *overrides])
+        folds = a.folds or (2 * sessions if speaker_folds else sessions)
+        corpus = a.corpus
+    else:
+        folds = a.folds or (len(emobox_folds(a.emobox)) if a.emobox else 5)
+        corpus = f"emobox-{Path(a.emobox).resolve().name}" if a.emobox else "iemocap" if a.iemocap else "demo"
     runs = a.runs / (f"{name}-{corpus}" + ("" if protocol_file is None else f"-{Path(a.protocol).stem}"))
     if a.seeds < 1:
         sys.exit(f"error: --seeds {a.seeds}: give at least 1")
     return Setup(name, profile_file, a.experiments, runs, folds, a.iemocap, a.weights_dir, overrides, a.verbose,
-                 protocol_file, a.emobox, a.audio_root, a.seeds, a.max_row_hours or None), corpus
+                 protocol_file, a.emobox, a.audio_root, a.seeds, a.max_row_hours or None, a.corpus, a.root), corpus
 
 
 def main(number: int, argv: list[str] | None = None) -> None:
@@ -471,11 +593,16 @@ def main(number: int, argv: list[str] | None = None) -> None:
         "and write the markdown table. Unknown arguments are passed to every fold's `fit`.",
     )
     p.add_argument("--profile", default=AUTO,
-                   help="auto (default: full with a CUDA GPU, else cpu) | cpu | quick | full | a profile YAML")
+                   help=f"auto (default: full with a CUDA GPU, else cpu; with --corpus emodb|ravdess: {REAL_SPEECH}) | "
+                   f"cpu | quick | full | {REAL_SPEECH} | a profile YAML")
     p.add_argument("--max-row-hours", type=float, default=MAX_ROW_HOURS,
                    help="without a GPU: measure each row's epoch first and do not train a row whose runs would take "
                    f"longer than this at the epoch cap; the table says it needs a GPU (default {MAX_ROW_HOURS:g}; 0: no check)")
     p.add_argument("--iemocap", help="IEMOCAP_full_release folder (default: the synthetic demo corpus)")
+    p.add_argument("--corpus", default=DEFAULT_CORPUS, choices=list(CORPORA),
+                   help=f"{DEFAULT_CORPUS} (default) or, table2 only, a corpus read from --root: emodb, ravdess "
+                   "(writes results/<corpus>.md)")
+    p.add_argument("--root", help="the folder of --corpus (for iemocap the same as --iemocap)")
     p.add_argument("--weights-dir", type=Path, help="folder holding alexnet.pth / vgg16.pth (torchvision ImageNet state dicts)")
     p.add_argument("--folds", type=int, help="5 (default), or 10 with the speaker swap; with --emobox: its number of folds")
     p.add_argument("--protocol", default=PAPER_PROTOCOL,
@@ -490,7 +617,13 @@ def main(number: int, argv: list[str] | None = None) -> None:
     p.add_argument("--results", type=Path, default=Path("results"), help="where table<N>.md is written")
     p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
     a, overrides = p.parse_known_args(argv)
-    if a.profile == AUTO:
+    kind = CORPUS_TABLES.get(a.corpus)
+    if kind and number != 2:
+        sys.exit(f"error: --corpus {a.corpus}: its comparison (FCN rows and the segmented AlexNet) is `table2 --corpus {a.corpus}`")
+    if a.profile == AUTO and kind:
+        a.profile = REAL_SPEECH
+        print(f"profile: {a.profile} (--profile {AUTO} with --corpus {a.corpus}: the recipe for real speech)", flush=True)
+    elif a.profile == AUTO:
         a.profile = default_profile()
         print(f"profile: {a.profile} (--profile {AUTO}: {'a' if a.profile == 'full' else 'no'} CUDA GPU here)", flush=True)
     as_file = Path(a.profile)
@@ -503,9 +636,11 @@ def main(number: int, argv: list[str] | None = None) -> None:
     s, corpus = setup_from_args(a, name, profile_file, overrides)
     protocol_file, a.folds = s.protocol_file, s.folds
     start = time.monotonic()
-    rows = TABLE1 if number == 1 else [r for r in TABLE2 if r.experiment] + [MEANPOOL]
+    rows = TABLE1 if number == 1 else SPEAKER_ROWS if kind else [r for r in TABLE2 if r.experiment] + [MEANPOOL]
     outcomes = {r.system: run_row(r, s) for r in rows}
-    if number == 2:
+    if kind:
+        ordered = list(outcomes.values()) + [published_outcome(r) for r in kind.published]
+    elif number == 2:
         ordered = [outcomes[r.system] if r.experiment else Outcome(r, note="not reproduced here") for r in TABLE2]
         ordered += [best_baseline(s.runs), outcomes[MEANPOOL.system]]
     else:
@@ -514,12 +649,15 @@ def main(number: int, argv: list[str] | None = None) -> None:
     common = protocol_file is not None and protocol_file.stem == "common"
     references = COMMON_PROTOCOL if number == 2 and (common or corpus == "emobox-iemocap") else None
     paired = paired_tests(ordered, *choose_reference(number, ordered, s.runs))  # for the markdown and W&B
-    md = render_table(number, ordered, name, profile_file, a.folds, command,
-                      protocol_line(Path(a.protocol).stem, protocol_file, a.emobox), references,
-                      seeds=s.seeds, paired=paired)
+    line = f"- Protocol of the 'here' columns: {kind.protocol}." if kind else \
+        protocol_line(Path(a.protocol).stem, protocol_file, a.emobox)
+    ablation = a.results / f"{corpus}_ablation.md"
+    md = render_table(number, ordered, name, profile_file, a.folds, command, line, references,
+                      seeds=s.seeds, paired=paired, corpus=a.corpus if kind else None,
+                      ablation=ablation.read_text() if kind and ablation.is_file() else None)
     a.results.mkdir(parents=True, exist_ok=True)
     variant = ("" if protocol_file is None else f"-{Path(a.protocol).stem}") + (f"-{corpus}" if a.emobox else "")
-    out = a.results / f"table{number}{variant}.md"  # the paper-protocol table keeps its name
+    out = a.results / (f"{corpus}.md" if kind else f"table{number}{variant}.md")  # the paper-protocol table keeps its name
     atomic.write_text(out, md)
     log_table(number, ordered, md, s.runs, paired)
     print("\n" + md + f"\nwrote {out} ({(time.monotonic() - start) / 60:.1f} min)", flush=True)
