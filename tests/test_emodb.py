@@ -267,3 +267,18 @@ def test_emodb_table_command_trains_every_row_on_every_fold_of_a_tiny_corpus(tmp
                     "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--data.progress", "false"])
     assert "(not retrained)" in capsys.readouterr().out  # resumable: a fold with results.json is kept
     assert (runs / "quick-emodb" / "fcn_attn_random" / "fold1" / "results.json").stat().st_mtime_ns == mtime
+
+
+def test_a_file_added_to_the_folder_gives_a_new_cached_manifest(tmp_path):
+    root = tmp_path / "emodb"
+    write_emodb(root, per_class=1, letters="WN")
+    kw = dict(root=str(root), corpus="emodb", progress=False, cache_dir=str(tmp_path / "cache"))
+    first = SERDataModule(**kw)
+    first.setup()
+    cached = first.manifest_path()
+    assert cached.is_file()
+    tone(root / "wav" / "03a02Wa.wav", 250)
+    again = SERDataModule(**kw)
+    assert again.manifest_path() != cached  # not the manifest read before the file was there
+    again.setup()
+    assert len(again.rows) == len(first.rows) + 1 and "03a02Wa" in {r.utterance_id for r in again.rows}
