@@ -1,10 +1,12 @@
-"""`python -m ser_fcn <command>`.
+"""`python -m ser_fcn <command>`: every command is one entry of COMMANDS (name -> one-line
+description, handler); `python -m ser_fcn --help` lists them.
 
 Training commands (`fit`, `validate`, `test`) go through LightningCLI, with
 `ser_fcn/configs/base.yaml` as the default config that experiment files override.
 Corpus commands (`manifest`: corpora/readers.py; `demo-data`, `emobox-demo`) and the checkpoint users (`predict`, `figure4`,
 `attention-check`, `attention-study`;
 ser_fcn/inference/, ser_fcn/study/) are plain argparse.
+A mistake in the user's input (ser_fcn.utils.errors.UserError) is reported in one place, `main`.
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ import logging
 import os
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .configs import BASE_CONFIG
 from .data.datamodule import SERDataModule
-from .models.weights import WeightsError
 from .training.callbacks import ResultsWriter
 from .training.module import SERModule
+from .utils.errors import UserError
 
 RUN_DIR_ENV = "SER_FCN_RUN_DIR"  # shares one run dir with DDP's child processes
 
@@ -249,14 +254,50 @@ def _cmd_table(number: int):
     return run
 
 
-COMMANDS = {"manifest": _cmd_manifest, "demo-data": _cmd_demo_data, "emobox-demo": _cmd_emobox_demo,
-            "predict": _cmd_predict, "figure4": _cmd_figure4, "export": _cmd_export, "evaluate": _cmd_evaluate,
-            "cv": _cmd_cv, "table1": _cmd_table(1), "table2": _cmd_table(2),
-            "attention-check": _cmd_attention_check, "attention-study": _cmd_attention_study}
+class Command(NamedTuple):
+    """One `python -m ser_fcn <name>`: what `--help` says of it, and what runs it."""
+
+    summary: str  # one line, shown by `python -m ser_fcn --help`
+    run: Callable[[list[str]], None]  # the words after the name; builds its own parser (so `<name> --help` works)
+
+
+def _lightning(subcommand: str) -> Callable[[list[str]], None]:
+    def run(argv: list[str]) -> None:
+        run_cli([subcommand, *argv])
+
+    return run
+
+
+# Every command, in the order `--help` lists them. A new command is one entry here.
+COMMANDS: dict[str, Command] = {
+    "fit": Command("train a model on one fold, then test its best checkpoint (LightningCLI; --config experiments/X.yaml)",
+                   _lightning("fit")),
+    "validate": Command("score a checkpoint on its fold's validation speaker (LightningCLI, --ckpt_path)", _lightning("validate")),
+    "test": Command("score a checkpoint on its fold's test speaker (LightningCLI, --ckpt_path)", _lightning("test")),
+    "cv": Command("one experiment over every fold (and seed), each fold a fit in its own process; resumable", _cmd_cv),
+    "table1": Command("Table I: AlexNet / VGG16 baselines, cross-validated -> results/table1.md", _cmd_table(1)),
+    "table2": Command("Table II: FCN + attention, FCN + mean pooling, best baseline -> results/table2.md", _cmd_table(2)),
+    "predict": Command("class probabilities of audio files or folders (--timeline: per window over time)", _cmd_predict),
+    "export": Command("a checkpoint as ONNX or TorchScript, with model.json (classes, spectrogram settings)", _cmd_export),
+    "evaluate": Command("score a checkpoint on any labelled corpus: WA, UA, F1, per speaker and session", _cmd_evaluate),
+    "manifest": Command("a corpus folder -> CSV manifest, with counts of what was kept and left out", _cmd_manifest),
+    "demo-data": Command("write the synthetic demo corpus in IEMOCAP's layout (--planted: the attention study's)",
+                         _cmd_demo_data),
+    "emobox-demo": Command("write the demo corpus and its EmoBox-format fold folder", _cmd_emobox_demo),
+    "figure4": Command("Figure 4: spectrograms and attention of a checkpoint's test utterances -> results/figure4.png",
+                       _cmd_figure4),
+    "attention-check": Command("how much attention falls inside each planted region, for one checkpoint", _cmd_attention_check),
+    "attention-study": Command("the planted corpus, three models trained on one fold, and their attention check",
+                               _cmd_attention_study),
+}
+
+DEBUG_FLAG, DEBUG_ENV = "--debug", "SER_FCN_DEBUG"  # show the traceback of a user error
 
 
 def run_cli(args: list[str] | None = None) -> SERCLI:
     subcommands = SERCLI.subcommands()
+    # `main` passes the words of sys.argv explicitly (less --debug): not the mistake this warns of
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     try:
         return SERCLI(
             SERModule,
@@ -266,8 +307,6 @@ def run_cli(args: list[str] | None = None) -> SERCLI:
             parser_kwargs={s: {"default_config_files": [str(BASE_CONFIG)]} for s in subcommands},
             args=args,
         )
-    except WeightsError as err:  # offline, a missing or wrong file: one line, before any training
-        raise SystemExit(f"error: {err}") from None
     finally:
         _finish_wandb()
 
@@ -278,10 +317,40 @@ def _finish_wandb() -> None:
         sys.modules["wandb"].finish()
 
 
+def _prog() -> str:
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name == "ser-fcn" else "python -m ser_fcn"
+
+
+def usage() -> str:
+    """What `python -m ser_fcn --help` prints: every command of COMMANDS with its one line."""
+    prog, width = _prog(), max(map(len, COMMANDS)) + 2
+    lines = [f"usage: {prog} <command> [options]", "",
+             "Speech emotion recognition with an attention-based fully convolutional network (Zhang et al. 2018).",
+             "", "commands:"]
+    lines += [f"  {name:<{width}}{cmd.summary}" for name, cmd in COMMANDS.items()]
+    lines += ["", f"`{prog} <command> --help` lists a command's options. A mistake in the input (a corpus, manifest,",
+              f"audio, config or weights file) is reported as one `error:` line; {DEBUG_FLAG} (or {DEBUG_ENV}=1) shows",
+              "its traceback. More: README.md and docs/."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    words = sys.argv[1:] if argv is None else argv
-    if words and words[0] in COMMANDS:
-        COMMANDS[words[0]](words[1:])
-        return
-    run_cli(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in words or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    words = [w for w in words if w != DEBUG_FLAG]
+    if not words or words[0] in ("-h", "--help", "help"):
+        print(usage(), file=sys.stdout if words else sys.stderr)
+        raise SystemExit(0 if words else 2)
+    if words[0] not in COMMANDS and not words[0].startswith("-"):
+        raise SystemExit(f"error: unknown command {words[0]!r}; `{_prog()} --help` lists them")
+    try:
+        if words[0] in COMMANDS:
+            COMMANDS[words[0]].run(words[1:])
+        else:  # options before the command: LightningCLI's own parser answers
+            run_cli(words)
+    except UserError as err:
+        if debug:
+            raise
+        raise SystemExit(f"error: {err}") from None

@@ -153,3 +153,22 @@ def test_a_file_changed_after_the_manifest_is_named(demo_corpus, demo_corpus_cop
     dm.setup("fit")
     assert [e.path for e in dm.skipped] == [str(cut)]
     assert len(dm.rows) == len(rows) - 1
+
+
+def test_skip_bad_audio_skips_and_counts_a_missing_file_like_an_empty_one(demo_corpus_copy, tmp_path, caplog):
+    """A manifest row whose file is gone is one more unusable file: skipped and counted, not a stop."""
+    rows, _ = read_iemocap(demo_corpus_copy, progress=False)
+    manifest = write_manifest(rows, tmp_path / "m.csv")
+    gone, empty = Path(rows[5].path), Path(rows[6].path)
+    gone.unlink()
+    empty.write_bytes(b"")
+    dm = SERDataModule(manifest=str(manifest), cache_dir=str(tmp_path / "c"), skip_bad_audio=True, progress=False)
+    with caplog.at_level("WARNING"):
+        dm.prepare_data()
+    assert "SKIPPED 2 unusable wav file(s)" in caplog.text and str(gone) in caplog.text
+    dm.setup("fit")
+    assert sorted((e.path, e.problem.split(" (")[0]) for e in dm.skipped) == sorted(
+        [(str(gone), "file not found"), (str(empty), "empty file")])
+    assert len(dm.rows) == len(rows) - 2
+    kept = {r.utterance_id for r in dm.rows}
+    assert rows[5].utterance_id not in kept and rows[6].utterance_id not in kept

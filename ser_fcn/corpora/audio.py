@@ -14,11 +14,13 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from ..utils.errors import UserError
+
 SAMPLE_RATE = 16_000  # the paper's input rate (IEMOCAP is recorded at 16 kHz)
 MIN_DURATION_S = 0.040  # one 40 ms analysis window: a shorter file has no spectrogram frame
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A wav that cannot be used: missing, empty, truncated, unreadable or too short."""
 
     def __init__(self, path: str | Path, problem: str):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..utils.errors import UserError
 from .audio import AudioError, check_audio_file
 from .folds import FoldSplit
 from .iemocap import parse_utterance_id
@@ -43,7 +44,7 @@ UNKNOWN_SPEAKER = "unknown"
 IEMOCAP_LABEL_MAP = {"neu": "Neutral", "hap": "Happy", "ang": "Angry", "sad": "Sad", "exc": "Happy"}
 
 
-class EmoBoxError(ValueError):
+class EmoBoxError(UserError, ValueError):
     """An EmoBox folder or fold file that cannot be used; names the file (and line)."""
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..utils.errors import ConfigError, UserError
 from .manifest import Utterance
 
 
-class LeakageError(ValueError):
+class LeakageError(UserError, ValueError):
     """A split that would put one speaker in two of train/validation/test."""
 
 
@@ -54,11 +55,11 @@ def make_fold(rows: list[Utterance], fold: int, swap_speakers: bool = False) -> 
     check_speakers_in_one_session(rows)
     sessions = sorted({r.session for r in rows})
     if not 1 <= fold <= len(sessions):
-        raise ValueError(f"data.fold={fold} is out of range: this corpus has {len(sessions)} sessions, so folds 1..{len(sessions)}")
+        raise ConfigError(f"data.fold={fold} is out of range: this corpus has {len(sessions)} sessions, so folds 1..{len(sessions)}")
     held_out = sessions[fold - 1]
     speakers = sorted({r.speaker for r in rows if r.session == held_out})
     if len(speakers) != 2:
-        raise ValueError(
+        raise ConfigError(
             f"fold {fold}: held-out session {held_out} has speakers {speakers}; "
             "the protocol needs exactly two (one for validation, one for test)"
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..utils.errors import CorpusNotFoundError, UserError
 from .audio import MIN_DURATION_S, AudioError, check_duration
 from .manifest import ReadSummary, Utterance
 
@@ -26,7 +27,7 @@ _SUMMARY = re.compile(rf"^\[{_NUM} - {_NUM}\]\t(\S+)\t(\S+)\t\[([^\]]*)\]\s*$")
 _UTT_ID = re.compile(r"^Ses(\d+)[FM]_[^\t ]+_([FM])[^_\s]*$")
 
 
-class LabelFileError(ValueError):
+class LabelFileError(UserError, ValueError):
     """A label file that does not follow IEMOCAP's format; names the file and line."""
 
 
@@ -84,11 +85,11 @@ def find_corpus_root(root: str | Path) -> Path:
     relative path relative to its own folder, not to the working directory)."""
     root = Path(root).absolute()
     if not root.is_dir():
-        raise FileNotFoundError(f"IEMOCAP root {root} does not exist")
+        raise CorpusNotFoundError(f"IEMOCAP root {root} does not exist")
     for cand in (root, root / "IEMOCAP_full_release"):
         if any(cand.glob("Session[0-9]*/dialog/EmoEvaluation")):
             return cand
-    raise FileNotFoundError(
+    raise CorpusNotFoundError(
         f"{root}: no Session*/dialog/EmoEvaluation folders; point data.root at IEMOCAP_full_release"
     )
 
@@ -137,5 +138,5 @@ def read_iemocap(
             )
     summary.kept = len(rows)
     if not label_files:
-        raise FileNotFoundError(f"{root}: no label files under Session*/dialog/EmoEvaluation")
+        raise CorpusNotFoundError(f"{root}: no label files under Session*/dialog/EmoEvaluation")
     return rows, summary

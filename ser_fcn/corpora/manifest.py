@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..utils import atomic
+from ..utils.errors import UserError
 
 COLUMNS = ("utterance_id", "path", "label", "speaker", "session", "improvised", "duration_s")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest that cannot be used; the message names the file and the problem."""
 
 

@@ -24,6 +24,7 @@ from ..corpora.iemocap import read_iemocap
 from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, get_corpus, read_corpus
 from ..corpora.manifest import ManifestError, Utterance, count_table, read_manifest, write_manifest
 from .sampler import MAX_FRAMES_PER_BATCH, NUM_BUCKETS, BucketBatchSampler
+from ..utils.errors import ConfigError, CorpusNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +149,12 @@ class SERDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if root and manifest:
-            raise ValueError("give data.root (an IEMOCAP tree) or data.manifest (a CSV), not both")
+            raise ConfigError("give data.root (an IEMOCAP tree) or data.manifest (a CSV), not both")
         if emobox and (root or manifest or not audio_root):
-            raise ValueError("data.emobox needs data.audio_root (the folder its wav paths are relative to) "
+            raise ConfigError("data.emobox needs data.audio_root (the folder its wav paths are relative to) "
                              "and neither data.root nor data.manifest")
         if emobox and (merge_exc or include_scripted):  # would be ignored: the fold files fix the subset
-            raise ValueError("data.merge_exc / data.include_scripted do not apply to data.emobox: its fold files and "
+            raise ConfigError("data.merge_exc / data.include_scripted do not apply to data.emobox: its fold files and "
                              "label_map.json fix the utterances and labels (IEMOCAP's merge exc into Happy)")
         reader = get_corpus(corpus)
         if corpus != DEFAULT_CORPUS and (manifest or emobox or not root):
@@ -227,7 +228,7 @@ class SERDataModule(L.LightningDataModule):
         if hp.root:
             root = Path(hp.root)
             if not root.exists():
-                raise FileNotFoundError(f"data.root {root}: no such folder (an IEMOCAP_full_release tree is expected)")
+                raise CorpusNotFoundError(f"data.root {root}: no such folder (an IEMOCAP_full_release tree is expected)")
         else:
             root = self._demo_root()
             log.warning(

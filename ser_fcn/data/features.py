@@ -197,7 +197,14 @@ class FeatureCache:
         the GIL, a thread costs nothing to start (a process would import torch), and small
         ops spread over all cores by PyTorch ran ~15x slower on a busy 2-core machine.
         """
-        missing = [a for a in audios if not self.has(a)]
+        missing = []
+        for a in audios:
+            try:
+                if not self.has(a):
+                    missing.append(a)
+            except AudioError:  # the file is gone: raised here, or skipped and counted below
+                if not skip_bad:
+                    raise
         if missing:
             self._build_all(missing, progress, skip_bad, workers)
         frames: list[int | None] = []

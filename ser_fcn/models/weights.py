@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import AlexNet_Weights, VGG16_Weights
 
+from ..utils.errors import UserError
+
 __all__ = ["IMAGENET_WEIGHTS", "WeightsError", "imagenet_state_dict", "load_imagenet", "one_channel_conv"]
 
 IMAGENET_WEIGHTS = {
@@ -29,7 +31,7 @@ IMAGENET_WEIGHTS = {
 }
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """ImageNet weights that cannot be had or do not fit the model."""
 
     def __init__(self, problem: str, arch: str):
@@ -75,7 +77,8 @@ def imagenet_state_dict(arch: str, source: str | os.PathLike) -> dict[str, Tenso
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        reason = f"{type(err).__name__}: {err}"
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")  # torch's run to pages
+        reason = f"{type(err).__name__}: {first[:200]}"
         raise WeightsError(f"{path} is not a readable PyTorch state dict ({reason})", arch) from err
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
