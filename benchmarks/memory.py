@@ -6,7 +6,7 @@ utterance, the bucketed loader), SERModule + FCNAttention and a Lightning Traine
 A whole epoch takes far longer than the bench may on a 2-core CPU, so it runs the epoch's
 batches heaviest first (the few with the most padded frames, the longest and the widest,
 then the rest in the epoch's order) until `--batches` or `--time-budget`. It reports the
-process's peak RSS (getrusage) and, after imports, setup and each batch, the RSS and the
+process's peak RSS (VmHWM; see `peak_rss_mb`) and, after imports, setup and each batch, the RSS and the
 peak so far, so a reader sees which batch set the peak and whether it had levelled off.
 """
 
@@ -49,6 +49,19 @@ def heavy_first(plan: list[list[int]], lengths, k: int = 4) -> list[list[int]]:
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak RSS, MiB: VmHWM of /proc/self/status (getrusage where there is no /proc).
+
+    Not getrusage's ru_maxrss: Linux keeps in it the peak of the memory a process had before
+    its exec, and a child started by `subprocess` (vfork + exec) gets the PARENT's peak there.
+    Every bench child would then report at least the bench process's own peak, which is what
+    took the one-hour timeline to 2.28 GB inside `make bench` (1.4 GB alone)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 

@@ -97,7 +97,7 @@ class Goal:
 
 
 def _memory_gb(r: dict) -> float:
-    return r["memory"]["peak_rss_mb"] * 2**20 / 1e9  # getrusage reports KiB; the goal is in GB (10^9 bytes)
+    return r["memory"]["peak_rss_mb"] * 2**20 / 1e9  # MiB (VmHWM); the goal is in GB (10^9 bytes)
 
 
 GOALS = [
@@ -206,7 +206,7 @@ def markdown(r: dict, rows: list[dict]) -> str:
         f"{mem['train_utterances']} training utterances; training statistics over all of them) and a Lightning Trainer with "
         f"SERModule + FCNAttention on the CPU over {coverage}, heaviest first (most padded frames, longest, widest, then "
         f"the epoch's order). The features were written straight into the cache (random values, real shapes, no audio). "
-        f"Peak RSS (getrusage) {mem['peak_rss_mb']:.0f} MiB; RSS after imports {mem['rss_mb']['after_imports']:.0f} MiB, "
+        f"Peak RSS (VmHWM) {mem['peak_rss_mb']:.0f} MiB; RSS after imports {mem['rss_mb']['after_imports']:.0f} MiB, "
         f"after setup {mem['rss_mb']['after_setup']:.0f} MiB, after batches "
         f"{', '.join(str(b['batch'] + 1) for b in trace)}: {', '.join(str(int(b['rss_mb'])) for b in trace)} MiB "
         f"(a drift of {mem_slope:+.1f} MiB a batch over the second half of the run; glibc's mmap threshold "

@@ -221,6 +221,18 @@ def _cmd_evaluate(argv: list[str]) -> None:
     evaluate_main(argv)
 
 
+def _cmd_make_call(argv: list[str]) -> None:
+    from .inference.call import main as make_call_main
+
+    make_call_main(argv)
+
+
+def _cmd_evaluate_timeline(argv: list[str]) -> None:
+    from .inference.timeline_eval import main as evaluate_timeline_main
+
+    evaluate_timeline_main(argv)
+
+
 def _cmd_figure4(argv: list[str]) -> None:
     from .study.figure4 import main as figure4_main
 
@@ -280,6 +292,10 @@ COMMANDS: dict[str, Command] = {
     "predict": Command("class probabilities of audio files or folders (--timeline: per window over time)", _cmd_predict),
     "export": Command("a checkpoint as ONNX or TorchScript, with model.json (classes, spectrogram settings)", _cmd_export),
     "evaluate": Command("score a checkpoint on any labelled corpus: WA, UA, F1, per speaker and session", _cmd_evaluate),
+    "make-call": Command("a test call from one held-out speaker's utterances and pauses, with reference segments",
+                         _cmd_make_call),
+    "evaluate-timeline": Command("score a predict --timeline against reference segments (CSV / RTTM): EDER, majority",
+                                 _cmd_evaluate_timeline),
     "manifest": Command("a corpus folder -> CSV manifest, with counts of what was kept and left out", _cmd_manifest),
     "demo-data": Command("write the synthetic demo corpus in IEMOCAP's layout (--planted: the attention study's)",
                          _cmd_demo_data),

@@ -15,7 +15,12 @@ from ser_fcn.corpora.audio import load_audio
 from ser_fcn.data.features import log_spectrogram
 from ser_fcn.inference.predict import FLAG_POOLED, Predictor
 from ser_fcn.models.receptive_field import encoder_grid
-from ser_fcn.inference.timeline import SILENT, encode_file, receptive_field, timeline, whole_file_probs, windows
+from ser_fcn.corpora.manifest import Utterance
+from ser_fcn.inference.call import build_call, held_out_rows
+from ser_fcn.inference.timeline import (
+    PAUSE, encode_file, encode_regions, receptive_field, timeline, whole_file_probs, windows,
+)
+from ser_fcn.inference.vad import VADConfig, speech_regions
 
 from deploy_helpers import tiny_checkpoint
 
@@ -82,19 +87,22 @@ def _probs(predictor, seg):
 
 
 def test_exact_windows_equal_the_window_run_alone(predictor, long_wave):
-    segs = timeline(predictor.module, long_wave, predictor.cfg, predictor.class_names, 3.0, 1.0, 1e-4)
-    spoken = [s for s in segs if s["label"] != SILENT]
-    assert len(spoken) > 40
+    segs = timeline(predictor.module, long_wave, predictor.cfg, predictor.class_names, 3.0, 1.0)
+    spoken = [s for s in segs if s["label"] != PAUSE]
+    assert len(spoken) > 30
     for s in spoken[::5]:
         assert np.allclose(_probs(predictor, s), _alone(predictor, long_wave, s), atol=1e-5)
 
 
 def test_shared_windows_are_close_to_the_window_run_alone(predictor, long_wave):
     m, cfg = predictor.module, predictor.cfg
-    cells = encode_file(m, long_wave, cfg)
-    segs = timeline(m, long_wave, cfg, predictor.class_names, 3.0, 1.0, 1e-4, cells=cells)
-    assert all(round(s["start"] * 100) % 32 == 0 for s in segs)  # snapped to the cell grid
-    diffs = [np.abs(_probs(predictor, s) - _alone(predictor, long_wave, s)).max() for s in segs if s["label"] != SILENT]
+    regions = speech_regions(long_wave, cfg.sample_rate)
+    segs = timeline(m, long_wave, cfg, predictor.class_names, 3.0, 1.0, regions, encode_regions(m, long_wave, cfg, regions))
+    spoken = [s for s in segs if s["label"] != PAUSE]
+    starts = [max(a for a, _ in regions if a <= s["start"] + 1e-6) for s in spoken]
+    assert all(round((s["start"] - a) * 100) % 32 == 0 for s, a in zip(spoken, starts))  # the region's cell grid
+    assert any(round((s["start"] - a) * 100) > 0 for s, a in zip(spoken, starts))  # long regions are split
+    diffs = [np.abs(_probs(predictor, s) - _alone(predictor, long_wave, s)).max() for s in spoken]
     print(f"shared vs alone: max |dp| {max(diffs):.4f}, median {np.median(diffs):.4f} over {len(diffs)} windows")
     assert max(diffs) <= SHARED_TOLERANCE
 
@@ -121,15 +129,36 @@ def test_a_window_differs_from_the_shared_encoding_only_in_its_border_cells(pred
             assert not torch.allclose(alone[..., ~inside], shared[..., ~inside], atol=1e-4 * scale)
 
 
-def test_silent_stretches_are_marked_not_labelled(predictor, long_wave):
-    sr = predictor.cfg.sample_rate
-    segs = timeline(predictor.module, long_wave, predictor.cfg, predictor.class_names, 1.0, 0.5, 1e-4,
-                    cells=encode_file(predictor.module, long_wave, predictor.cfg))
-    for s in segs:
-        peak = float(long_wave[round(s["start"] * sr): round(s["end"] * sr)].abs().max())
-        assert (s["label"] == SILENT) == (peak < 1e-4)
-        assert (s["probabilities"] is None) == (s["label"] == SILENT)
-    assert any(s["label"] == SILENT for s in segs) and any(s["label"] != SILENT for s in segs)
+def test_pauses_are_labelled_and_no_window_straddles_one(predictor, demo_corpus):
+    """A call of demo utterances with 1 s pauses: each pause is a PAUSE entry (without
+    probabilities), every window lies inside one speech region, and no window reaches into
+    a pause by more than the VAD's padding."""
+    first = demo_corpus.utterances[0]["speaker"]
+    rows = [Utterance(u["utterance_id"], u["path"], u["label"], u["speaker"], u["session"], u["improvised"],
+                      u["duration_s"]) for u in demo_corpus.utterances if u["speaker"] == first][:8]
+    wave_np, ref = build_call(rows, pause_s=1.0, seed=0)
+    wave, cfg = torch.from_numpy(wave_np), predictor.cfg
+    regions = speech_regions(wave, cfg.sample_rate)
+    segs = timeline(predictor.module, wave, cfg, predictor.class_names, 1.5, 0.5, regions,
+                    encode_regions(predictor.module, wave, cfg, regions))
+    assert [s["start"] for s in segs] == sorted(s["start"] for s in segs) and segs[-1]["end"] == pytest.approx(len(wave) / 16000, abs=1e-3)
+    pauses = [s for s in segs if s["label"] == PAUSE]
+    assert all(s["probabilities"] is None for s in pauses)
+    assert all(set(s["probabilities"]) == set(predictor.class_names) for s in segs if s["label"] != PAUSE)
+    pad = VADConfig().pad_s + 0.01
+    for a, b in zip(ref, ref[1:]):  # the reference pause, less the padding, is inside one PAUSE entry
+        assert any(p["start"] <= a.end + pad and p["end"] >= b.start - pad for p in pauses), (a, b)
+    for w in (s for s in segs if s["label"] != PAUSE):
+        assert any(r0 - 1e-6 <= w["start"] and w["end"] <= r1 + 1e-6 for r0, r1 in regions), w
+        for a, b in zip(ref, ref[1:]):
+            assert min(w["end"], b.start) - max(w["start"], a.end) <= pad, (w, a, b)
+
+
+def test_make_call_from_a_checkpoint_takes_its_test_speaker(ckpt):
+    rows, who = held_out_rows(ckpt, "test")
+    val, _ = held_out_rows(ckpt, "val")
+    assert len({r.speaker for r in rows}) == 1 and {r.speaker for r in rows}.isdisjoint({r.speaker for r in val})
+    assert "test speaker" in who and rows[0].speaker in who
 
 
 def test_predict_timeline_on_what_users_have(ckpt, predictor, long_wave, tmp_path, capsys, monkeypatch):
@@ -150,12 +179,12 @@ def test_predict_timeline_on_what_users_have(ckpt, predictor, long_wave, tmp_pat
     recs = {r["path"].split("/")[-1]: r for r in map(json.loads, out.read_text().splitlines())}
     assert sorted(recs) == ["broken.wav", "long.wav", "silent.wav", "stereo44k.wav"]
     assert recs["broken.wav"]["error"] and "timeline" not in recs["broken.wav"]
-    assert all(s["label"] == SILENT for s in recs["silent.wav"]["timeline"])
+    assert [s["label"] for s in recs["silent.wav"]["timeline"]] == [PAUSE]  # no speech: one pause
     long = recs["long.wav"]
     assert FLAG_POOLED in long["flags"] and long["timeline"][-1]["end"] == pytest.approx(len(wave) / 16000, abs=0.01)
-    assert {s["label"] for s in long["timeline"]} - {SILENT} <= set(predictor.class_names)
+    assert {s["label"] for s in long["timeline"]} - {PAUSE} <= set(predictor.class_names)
     st44 = recs["stereo44k.wav"]["timeline"]
-    assert st44[-1]["end"] == pytest.approx(20.0, abs=0.01) and all(set(s["probabilities"]) == set(predictor.class_names) for s in st44)
+    assert st44[-1]["end"] == pytest.approx(20.0, abs=0.01) and all(set(s["probabilities"]) == set(predictor.class_names) for s in st44 if s["label"] != PAUSE)
     panels = [f"long-{i + 1:02d}.png" for i in range(int(np.ceil(len(wave) / 16000 / 40.0)))]
     assert len(panels) > 1 and sorted(p.name for p in figs.glob("*.png")) == [*panels, "silent.png", "stereo44k.png"]
     assert "long.wav: 0.0-" in capsys.readouterr().out
@@ -173,7 +202,7 @@ def test_a_model_without_attention_gets_exact_windows_padded_to_the_window():
     m, cfg = SERModule(SegmentClassifier(4)).eval(), SpectrogramConfig()
     assert not supports_shared(m.net)
     wave = torch.randn(16000 * 69 // 2) * 0.1  # 34.5 s: 33 windows, the short last one alone in its batch of 32
-    segs = timeline(m, wave, cfg, list("abcd"), 3.0, 1.0, 1e-4)
+    segs = timeline(m, wave, cfg, list("abcd"), 3.0, 1.0, regions=[(0.0, 34.5)])
     last = segs[-1]
     spec = log_spectrogram(wave[round(last["start"] * 16000):], cfg)
     assert spec.shape[-1] < 300 and len(segs) == 33

@@ -15,7 +15,7 @@ PANEL_S = 180.0  # seconds of audio per panel: long files get one PNG per 3 minu
 
 def draw_timeline(spec: np.ndarray, t0: float, hop_s: float, segments: list[dict], class_names: list[str], title: str):
     """Spectrogram (top) and each class's probability per window centre (bottom); silent
-    windows shaded grey. A matplotlib Figure (no pyplot state)."""
+    pauses shaded grey. A matplotlib Figure (no pyplot state)."""
     from matplotlib.figure import Figure
 
     seconds = spec.shape[-1] * hop_s
@@ -29,7 +29,7 @@ def draw_timeline(spec: np.ndarray, t0: float, hop_s: float, segments: list[dict
         pred = np.array([s["probabilities"][c] if s["probabilities"] else np.nan for s in segments])
         bottom.plot(mids, pred, marker=".", label=c)
     for s in segments:
-        if s["probabilities"] is None:  # a silent window
+        if s["probabilities"] is None:  # a pause
             bottom.axvspan(s["start"], s["end"], color="0.85", lw=0)
     bottom.set_ylim(0, 1)
     bottom.set_xlim(t0, t0 + seconds)

@@ -11,9 +11,10 @@ the exit status is 1 when any file failed. Flags: "silent" (peak below -80 dBFS:
 answer means nothing), "shorter than the receptive field, padded" (fewer frames than
 the encoder's `min_frames`: zero-padded up to it, as the model does).
 
-`--timeline [--window 3.0] [--hop 1.0] [--exact_windows]`: emotion over time as well, a
-"timeline" list in each JSON line (inference/timeline.py says how windows are scored).
-A file longer than LONG_FILE_S takes its whole-file answer from the same chunked encoding.
+`--timeline [--window 8.0] [--hop 2.0] [--exact_windows]`: emotion over time as well, a
+"timeline" list in each JSON line: windows over the speech, pauses labelled "pause"
+(inference/timeline.py says how regions and windows are found and scored). A file longer
+than LONG_FILE_S takes its whole-file answer from the same chunked encoding of its speech.
 """
 
 from __future__ import annotations
@@ -37,14 +38,15 @@ from ..models.receptive_field import CellGrid, encoder_grid
 from ..figures.panels import Panel, draw_panels
 from ..training.forward import attention_of, segmented_probs
 from ..figures.timeline import save_timeline_figures
-from .timeline import encode_file, summarise, supports_shared, timeline, whole_file_probs
+from .timeline import DEFAULT_HOP_S, DEFAULT_WINDOW_S, encode_regions, summarise, supports_shared, timeline, whole_file_probs
+from .vad import speech_regions
 
 log = logging.getLogger(__name__)
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: below 16-bit dither; such a file holds no speech
 FLAG_SILENT = "silent"
 FLAG_SHORT = "shorter than the receptive field, padded"
-FLAG_POOLED = "whole-file answer pooled from the chunked encoding"
+FLAG_POOLED = "whole-file answer pooled from the chunked encoding of its speech"
 LONG_FILE_S = 600.0  # longer files are never encoded in one pass (memory grows with length)
 # what soundfile (libsndfile) reads, by extension; `.raw` needs its format spelled out, so no
 AUDIO_EXTENSIONS = frozenset(
@@ -127,17 +129,18 @@ class Predictor:
             return Analysis(Prediction(str(path), error=e.problem))
         return self.analyse_wave(wave, str(path))
 
-    def analyse_timeline(self, path: str | Path, window_s: float = 3.0, hop_s: float = 1.0,
+    def analyse_timeline(self, path: str | Path, window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S,
                          exact: bool = False) -> Analysis:
         """The whole-file answer and the timeline of one file."""
         try:
             wave = load_audio(path, self.cfg.sample_rate)
         except AudioError as e:
             return Analysis(Prediction(str(path), error=e.problem))
+        regions = speech_regions(wave, self.cfg.sample_rate)
         shared = not exact and supports_shared(self.module.net)
-        cells = encode_file(self.module, wave, self.cfg) if shared and wave.numel() >= self.cfg.win_length else None
-        if cells is not None and wave.numel() > LONG_FILE_S * self.cfg.sample_rate:
-            probs = whole_file_probs(self.module, cells)
+        cells = encode_regions(self.module, wave, self.cfg, regions) if shared else None
+        if cells and wave.numel() > LONG_FILE_S * self.cfg.sample_rate:
+            probs = whole_file_probs(self.module, torch.cat(cells, -1))  # pooled over the speech only
             pred = Prediction(str(path), self.class_names[int(np.argmax(probs))],
                               {c: float(p) for c, p in zip(self.class_names, probs)},
                               round(wave.numel() / self.cfg.sample_rate, 4), [FLAG_POOLED])
@@ -148,7 +151,7 @@ class Predictor:
             analysis = self.analyse_wave(wave, str(path))
         if analysis.prediction.error is None:
             analysis.prediction.timeline = timeline(self.module, wave, self.cfg, self.class_names, window_s, hop_s,
-                                             SILENCE_PEAK, cells)
+                                                    regions, cells)
         return analysis
 
     def figure(self, analysis: Analysis):
@@ -268,9 +271,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="write the predictions here as JSON lines")
     parser.add_argument("--figures", default=None, help="write each file's spectrogram + attention figure into this folder")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, …")
-    parser.add_argument("--timeline", action="store_true", help="emotion over time too: a label per sliding window")
-    parser.add_argument("--window", type=float, default=3.0, help="timeline window, seconds (default 3.0)")
-    parser.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds (default 1.0; starts snap to 0.32 s)")
+    parser.add_argument("--timeline", action="store_true", help="emotion over time too: a label per speech window, pauses marked")
+    parser.add_argument("--window", type=float, default=DEFAULT_WINDOW_S,
+                        help=f"timeline window, seconds: a speech region up to this long is one window (default {DEFAULT_WINDOW_S:g})")
+    parser.add_argument("--hop", type=float, default=DEFAULT_HOP_S,
+                        help=f"timeline hop inside a longer region, seconds (default {DEFAULT_HOP_S:g}; starts snap to 0.32 s)")
     parser.add_argument("--exact_windows", action="store_true",
                    help="run each window alone (exact, ~window/hop times slower) instead of one shared encoding")
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")

@@ -1,24 +1,32 @@
-"""Emotion over time in a long recording: class probabilities per sliding window.
+"""Emotion over time in a long recording: a label per speech window, pauses labelled as such.
+
+Speech first (inference/vad.py): the file's speech regions are found, the time between them is
+PAUSE (label "pause", no probabilities), and windows are built inside each region: a region
+up to `window_s` long is one window, a longer one is split into windows of `window_s` every
+`hop_s` (the last one cut at the region's end). No window holds a pause, so the attention
+pooling never averages over one as if it were speech. The defaults (DEFAULT_WINDOW_S,
+DEFAULT_HOP_S, VADConfig) were chosen on calls built from validation speakers
+(results/timeline.md).
 
 Two ways to score the windows (shared encoding is the default of `predict --timeline`):
 
-* shared encoding: the encoder runs once over the file, in chunks of `chunk_cells` output
-  cells with a margin of cells on both sides, so memory stays bounded and every kept cell
-  equals the cell of a whole-file encoding; each window then only runs the attention pooling
-  over the encoder cells it holds. Window starts are snapped to the encoder's cell grid
-  (AlexNet: 32 frames = 0.32 s), so window cell k is the file's cell start/32 + k.
-  A window's answer differs from the answer for that window cut out and run alone only in
-  its border cells: run alone they see zero padding, here they see the neighbouring audio
-  (a real context the lone window does not have). The difference is measured in
-  tests/test_timeline.py and stated in docs/inference.md.
-* exact (`predict --exact_windows`): each window is cut out and run alone, windows batched; identical
-  to running the window alone by construction (the encoder masks padding). It is the only
-  way for a model without an encoder + attention head (the segment baselines), and costs
-  window / hop times more encoder work.
+* shared encoding: the encoder runs once over each speech region (alone, as an utterance is
+  run in training), in chunks of `chunk_cells` output cells with a margin of cells on both
+  sides, so memory stays bounded and every kept cell equals the cell of a whole-region
+  encoding; each window then only runs the attention pooling over the encoder cells it holds.
+  Window starts are snapped to the encoder's cell grid (AlexNet: 32 frames = 0.32 s) from the
+  region's start, so window cell k is the region's cell start/32 + k. A window's answer
+  differs from the answer for that window cut out and run alone only in its border cells: run
+  alone they see zero padding, here they see the neighbouring speech of the same region. A
+  region that is one window gives exactly the region run alone. The difference is measured in
+  tests/test_timeline.py and stated in the README.
+* exact (`predict --exact_windows`): each window is cut out and run alone, windows batched;
+  identical to running the window alone by construction (the encoder masks padding). It is
+  the only way for a model without an encoder + attention head (the segment baselines), and
+  costs window / hop times more encoder work on long regions.
 
-A window whose waveform peak is below `silence_peak` gets the label "silent" and no
-probabilities. Memory: the wave, one chunk's spectrogram and encoder activations, and the
-encoder cells of the file (256 x F' floats per 0.32 s: about 60 MB per hour).
+Memory: the wave, one chunk's spectrogram and encoder activations, and the encoder cells of
+the speech (256 x F' floats per 0.32 s: about 60 MB per hour).
 """
 
 from __future__ import annotations
@@ -32,8 +40,15 @@ from torch import nn
 
 from ..data.features import SpectrogramConfig, log_spectrogram
 from ..models.receptive_field import encoder_grid
+from .vad import VADConfig, speech_regions
 
-SILENT = "silent"
+PAUSE = "pause"  # the label of the time between speech regions (no probabilities)
+# Chosen on the validation speaker's call (results/timeline.md, `python -m benchmarks.vad`):
+# windows of 1.5 / 3 / 5 / 8 / 30 s gave EDER 0.58 / 0.55 / 0.48 / 0.44 / 0.44 there. The model
+# was trained on whole utterances, and a speech region up to 8 s (most utterances) scored
+# whole is one; longer regions get 8 s windows every 2 s (a label every 2 s of a long turn).
+DEFAULT_WINDOW_S = 8.0
+DEFAULT_HOP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -149,32 +164,59 @@ def whole_file_probs(module, cells: torch.Tensor) -> np.ndarray:
     return logits.float().softmax(-1)[0].cpu().numpy()
 
 
-def timeline(module, wave: torch.Tensor, cfg: SpectrogramConfig, class_names: list[str], window_s: float = 3.0,
-             hop_s: float = 1.0, silence_peak: float = 0.0, cells: torch.Tensor | None = None) -> list[dict]:
-    """[{start, end (s), label, probabilities {class: p} or None}] of `wave` (1-D, cfg's rate).
+def encode_regions(module, wave: torch.Tensor, cfg: SpectrogramConfig, regions: list[tuple[float, float]],
+                   chunk_cells: int = 256) -> list[torch.Tensor]:
+    """The shared encoding of each speech region (`encode_file` of the region alone)."""
+    return [encode_file(module, _region_wave(wave, region, cfg), cfg, chunk_cells) for region in regions]
 
-    With `cells` (the file's `encode_file`) windows are pooled from them (shared encoding);
-    without, each window is run alone (exact)."""
-    n_frames = cfg.n_frames(wave.numel())
+
+def _region_wave(wave: torch.Tensor, region: tuple[float, float], cfg: SpectrogramConfig) -> torch.Tensor:
+    return wave[round(region[0] * cfg.sample_rate): round(region[1] * cfg.sample_rate)]
+
+
+def _pause(start: float, end: float) -> dict:
+    return {"start": round(start, 3), "end": round(end, 3), "label": PAUSE, "probabilities": None}
+
+
+def timeline(module, wave: torch.Tensor, cfg: SpectrogramConfig, class_names: list[str],
+             window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S,
+             regions: list[tuple[float, float]] | None = None, cells: list[torch.Tensor] | None = None,
+             vad: VADConfig = VADConfig()) -> list[dict]:
+    """[{start, end (s), label, probabilities {class: p} or None}] of `wave` (1-D, cfg's rate),
+    in time order: the windows of each speech region and a PAUSE entry for each gap.
+
+    `regions`: speech regions (start_s, end_s), default `speech_regions(wave, vad)`. With
+    `cells` (`encode_regions` of those regions) windows are pooled from them (shared
+    encoding); without, each window is run alone (exact)."""
+    sr = cfg.sample_rate
+    if regions is None:
+        regions = speech_regions(wave, sr, vad)
+    if cells is not None and len(cells) != len(regions):
+        raise ValueError(f"{len(cells)} region encodings for {len(regions)} speech regions")
     jump = int(encoder_grid(module.net.encoder).jump_t) if cells is not None else 1
     frames_per_s = 1000 / cfg.hop_ms
-    width = round(window_s * frames_per_s)
-    wins = windows(n_frames, width, round(hop_s * frames_per_s), snap=jump)
-    if cells is not None:
-        probs = _pool_windows(module, cells, wins, jump)
-    else:
-        probs = _run_windows(module, wave, wins, cfg, width)
-    out = []
-    for w, p in zip(wins, probs.numpy()):
-        start = w.first * cfg.hop_length
-        stop = min(wave.numel(), (w.stop - 1) * cfg.hop_length + cfg.win_length)
-        seg = {"start": round(start / cfg.sample_rate, 3), "end": round(stop / cfg.sample_rate, 3)}
-        if float(wave[start:stop].abs().max()) < silence_peak:
-            seg.update(label=SILENT, probabilities=None)
+    width, hop = round(window_s * frames_per_s), round(hop_s * frames_per_s)
+    out, t = [], 0.0
+    for r, region in enumerate(regions):
+        part = _region_wave(wave, region, cfg)
+        if part.numel() < cfg.win_length:  # shorter than one analysis window: nothing to score
+            continue
+        if region[0] > t:
+            out.append(_pause(t, region[0]))
+        wins = windows(cfg.n_frames(part.numel()), width, min(hop, width), snap=min(jump, width))
+        if cells is not None:
+            probs = _pool_windows(module, cells[r], wins, jump)
         else:
-            seg.update(label=class_names[int(np.argmax(p))],
-                       probabilities={c: round(float(q), 6) for c, q in zip(class_names, p)})
-        out.append(seg)
+            probs = _run_windows(module, part, wins, cfg, width)
+        for w, p in zip(wins, probs.numpy()):
+            start = region[0] + w.first * cfg.hop_length / sr
+            stop = region[0] + min(part.numel(), (w.stop - 1) * cfg.hop_length + cfg.win_length) / sr
+            out.append({"start": round(start, 3), "end": round(stop, 3), "label": class_names[int(np.argmax(p))],
+                        "probabilities": {c: round(float(q), 6) for c, q in zip(class_names, p)}})
+        t = max(t, round(region[0] + part.numel() / sr, 3))
+    duration = wave.numel() / sr
+    if duration - t >= 0.0005:
+        out.append(_pause(t, duration))
     return out
 
 
