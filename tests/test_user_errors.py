@@ -75,6 +75,10 @@ def test_a_missing_corpus_folder_and_contradicting_settings(tmp_path):
     assert f"data.root {nowhere}: no such folder" in _one_error_line(_fit(tmp_path / "r", "--data.root", str(nowhere)))
     both = _one_error_line(_fit(tmp_path / "r", "--data.root", str(nowhere), "--data.manifest", "m.csv"))
     assert "not both" in both
+    emodb = _one_error_line(_fit(tmp_path / "r", "--data.corpus", "emodb", "--data.root", str(nowhere)))
+    assert f"EmoDB root {nowhere} does not exist" in emodb
+    assert "not a corpus this package reads" in _one_error_line(
+        _fit(tmp_path / "r", "--data.corpus", "emodbb", "--data.root", str(nowhere)))
 
 
 def test_a_bad_weights_file_names_the_file(demo_corpus, tmp_path):

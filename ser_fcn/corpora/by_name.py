@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .audio import AudioError, check_duration
 from .manifest import ReadSummary, Utterance
+from ..utils.errors import ConfigError
 
 
 class UnknownName(ValueError):
@@ -39,7 +40,7 @@ def check_classes(classes: Sequence[str], known: Sequence[str], corpus: str) -> 
     """`classes` as a list, every one a class of the corpus; else a clear error."""
     unknown = [c for c in classes if c not in known]
     if unknown:
-        raise ValueError(f"data.classes {unknown} are not classes of {corpus} (its classes: {', '.join(known)})")
+        raise ConfigError(f"data.classes {unknown} are not classes of {corpus} (its classes: {', '.join(known)})")
     return list(classes)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from .by_name import Named, UnknownName, audio_files, check_classes, read_named
 from .iemocap import PAPER_CLASSES
 from .manifest import ReadSummary, Utterance
+from ..utils.errors import CorpusNotFoundError
 
 TITLE = "EmoDB"
 EMOTIONS = {"W": "ang", "L": "bor", "E": "dis", "A": "fea", "F": "hap", "T": "sad", "N": "neu"}
@@ -40,11 +41,11 @@ def find_wav_folder(root: str | Path) -> Path:
     """The folder of EmoDB's wavs: `root/wav`, or `root` itself when it holds the wavs; absolute."""
     root = Path(root).absolute()
     if not root.is_dir():
-        raise FileNotFoundError(f"EmoDB root {root} does not exist")
+        raise CorpusNotFoundError(f"EmoDB root {root} does not exist")
     for cand in (root / "wav", root):
         if cand.is_dir() and audio_files(cand):
             return cand
-    raise FileNotFoundError(f"{root}: no .wav files here or in {root / 'wav'}; point data.root at EmoDB's folder")
+    raise CorpusNotFoundError(f"{root}: no .wav files here or in {root / 'wav'}; point data.root at EmoDB's folder")
 
 
 def parse_name(path: Path) -> Named:

@@ -26,6 +26,7 @@ from pathlib import Path
 from .by_name import LeftOut, Named, UnknownName, audio_files, check_classes, read_named
 from .iemocap import PAPER_CLASSES
 from .manifest import ReadSummary, Utterance
+from ..utils.errors import CorpusNotFoundError
 
 TITLE = "RAVDESS"
 EMOTIONS = {1: "neu", 2: "cal", 3: "hap", 4: "sad", 5: "ang", 6: "fea", 7: "dis", 8: "sur"}
@@ -70,9 +71,9 @@ def parse_name(path: Path) -> Named:
 def find_root(root: str | Path) -> Path:
     root = Path(root).absolute()
     if not root.is_dir():
-        raise FileNotFoundError(f"RAVDESS root {root} does not exist")
+        raise CorpusNotFoundError(f"RAVDESS root {root} does not exist")
     if not audio_files(root, SUFFIXES, recursive=True):
-        raise FileNotFoundError(f"{root}: no .wav files in it or below it; point data.root at RAVDESS's folder (Actor_* below it)")
+        raise CorpusNotFoundError(f"{root}: no .wav files in it or below it; point data.root at RAVDESS's folder (Actor_* below it)")
     return root
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import emodb, iemocap, ravdess
 from .manifest import ReadSummary, Utterance, count_table, write_manifest
+from ..utils.errors import ConfigError
 
 DEFAULT = "iemocap"
 
@@ -44,7 +45,7 @@ IEMOCAP_ONLY = ("merge_exc", "include_scripted")
 
 def get_corpus(name: str) -> Corpus:
     if name not in CORPORA:
-        raise ValueError(f"data.corpus {name!r}: not a corpus this package reads (known: {', '.join(CORPORA)})")
+        raise ConfigError(f"data.corpus {name!r}: not a corpus this package reads (known: {', '.join(CORPORA)})")
     return CORPORA[name]
 
 
@@ -55,7 +56,7 @@ def read_corpus(name: str, root: str | Path, classes=None, progress: bool = True
     corpus = get_corpus(name)
     given = [k for k, v in options.items() if v]
     if name != "iemocap" and given:
-        raise ValueError(f"{', '.join(given)} apply to IEMOCAP only, not to data.corpus {name}")
+        raise ConfigError(f"{', '.join(given)} apply to IEMOCAP only, not to data.corpus {name}")
     if name != "iemocap":
         options = {}
     return corpus.read(root, list(classes) if classes else list(corpus.classes), progress=progress, **options)

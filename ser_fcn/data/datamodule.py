@@ -158,10 +158,10 @@ class SERDataModule(L.LightningDataModule):
                              "label_map.json fix the utterances and labels (IEMOCAP's merge exc into Happy)")
         reader = get_corpus(corpus)
         if corpus != DEFAULT_CORPUS and (manifest or emobox or not root):
-            raise ValueError(f"data.corpus {corpus} reads data.root (its folder): give data.root, "
+            raise ConfigError(f"data.corpus {corpus} reads data.root (its folder): give data.root, "
                              "and neither data.manifest nor data.emobox")
         if corpus != DEFAULT_CORPUS and (merge_exc or include_scripted):
-            raise ValueError(f"data.merge_exc / data.include_scripted apply to IEMOCAP only, not to data.corpus {corpus}")
+            raise ConfigError(f"data.merge_exc / data.include_scripted apply to IEMOCAP only, not to data.corpus {corpus}")
         self.save_hyperparameters()
         self.classes = list(classes) if classes else label_map_classes(emobox) if emobox else list(reader.classes)
         self.spec = SpectrogramConfig.from_hparams(self.hparams)
@@ -248,7 +248,7 @@ class SERDataModule(L.LightningDataModule):
         if summary.bad_audio:
             log.warning("%d wav files were skipped; see the list above", len(summary.bad_audio))
         if not rows:
-            raise ValueError(f"{root}: no utterances of classes {self.classes} left")
+            raise ConfigError(f"{root}: no utterances of classes {self.classes} left")
         return write_manifest(rows, self.manifest_path())
 
     def prepare_data(self) -> None:
@@ -291,7 +291,7 @@ class SERDataModule(L.LightningDataModule):
         for name in ("train", "val", "test"):
             idx = getattr(split, name)
             if not idx:
-                raise ValueError(f"{split.describe()}: the {name} split is empty")
+                raise ConfigError(f"{split.describe()}: the {name} split is empty")
             self.datasets[name] = SpectrogramDataset(self.cache, rows, idx, [frames[i] for i in idx], self.classes, seg)
         # Class weights follow what the loss sees: segments in segmented mode, else utterances.
         counts = Counter(rows[row].label for _, row, _, _ in self.datasets["train"].items)
