@@ -257,6 +257,12 @@ def _cmd_cv(argv: list[str]) -> None:
     cv_main(argv)
 
 
+def _cmd_ablation(argv: list[str]) -> None:
+    from .study.ablation import main as ablation_main
+
+    ablation_main(argv)
+
+
 def _cmd_table(number: int):
     def run(argv: list[str]) -> None:
         from .study.tables import main as table_main
@@ -289,6 +295,8 @@ COMMANDS: dict[str, Command] = {
     "cv": Command("one experiment over every fold (and seed), each fold a fit in its own process; resumable", _cmd_cv),
     "table1": Command("Table I: AlexNet / VGG16 baselines, cross-validated -> results/table1.md", _cmd_table(1)),
     "table2": Command("Table II: FCN + attention, FCN + mean pooling, best baseline -> results/table2.md", _cmd_table(2)),
+    "ablation": Command("a recipe ablation: best-epoch validation UA of each setting's cv folder, one line each",
+                        _cmd_ablation),
     "predict": Command("class probabilities of audio files or folders (--timeline: per window over time)", _cmd_predict),
     "export": Command("a checkpoint as ONNX or TorchScript, with model.json (classes, spectrogram settings)", _cmd_export),
     "evaluate": Command("score a checkpoint on any labelled corpus: WA, UA, F1, per speaker and session", _cmd_evaluate),

@@ -19,6 +19,7 @@ import statistics
 from pathlib import Path
 
 from ..utils import atomic
+from ..utils.errors import CorpusNotFoundError
 from .crossval import RESULTS, SETUP
 
 VAL_UA = "val/ua"
@@ -36,7 +37,7 @@ def best_validation(results: dict) -> tuple[float, int] | None:
 def read_setting(folder: Path) -> dict[str, tuple[float, int]]:
     """fold name -> (best validation UA, epoch) of every finished fold in a cv folder."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such cv folder")
+        raise CorpusNotFoundError(f"{folder}: no such cv folder (give LABEL=DIR with the --out of a `cv` run)")
     out = {}
     for path in sorted(folder.glob(f"fold*/{RESULTS}")):
         best = best_validation(json.loads(path.read_text()))
@@ -88,10 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         if not sep or not label:
             p.error(f"{item!r}: give LABEL=DIR")
         settings.append((label, Path(folder)))
-    try:
-        md = render(settings)
-    except FileNotFoundError as err:
-        raise SystemExit(f"error: {err}") from None
+    md = render(settings)  # a missing folder: a UserError, one `error:` line from cli.main
     print(md)
     if a.out:
         atomic.write_text(a.out, md)
