@@ -44,3 +44,17 @@ def test_a_missing_folder_is_one_error_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["ablation", f"x={tmp_path / 'nope'}"])
     assert str(e.value).startswith("error:") and "nope" in str(e.value)  # cli.main's one line
+
+
+def test_a_fold_still_training_is_read_from_last_ckpt_and_has_no_mean(tmp_path):
+    import torch
+
+    a = tmp_path / "a"
+    _fold(a, "fold1", [0.5, 0.6])
+    run = a / "fold3" / "checkpoints"
+    run.mkdir(parents=True)
+    torch.save({"ser_fcn_history": [{"epoch": 0, "val/ua": 0.3}, {"epoch": 1, "val/ua": 0.4}, {"epoch": 2, "val/ua": 0.35}]},
+               run / "last.ckpt")
+    assert ablation.read_setting(a) == {"fold1": (0.6, 1), "fold3": (0.4, 1, 3)}
+    line = ablation.render([("a", a)]).splitlines()[2]
+    assert "40.0 (epoch 1), unfinished: 3 epochs so far" in line and line.rstrip().endswith("|  |  |")

@@ -8,7 +8,9 @@ Each `LABEL=DIR` is a `cv` output folder: one setting trained on the same folds 
 A fold's figure is the validation UA of its best epoch (the epoch `fit` keeps and tests), read
 from the per-epoch history in its results.json. Settings are chosen on these figures alone:
 test figures are never read here. Each line also gives the setting's configs and overrides
-(cv.json), so it can be run again.
+(cv.json), so it can be run again. A fold still training (or stopped mid-way: `cv` resumes it)
+is read from its checkpoints/last.ckpt and marked with the epochs it has seen; its line then
+has no mean, since the settings are compared on finished folds only.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from ..utils import atomic
 from ..utils.errors import CorpusNotFoundError
-from .crossval import RESULTS, SETUP
+from .crossval import LAST_CKPT, RESULTS, SETUP
 
 VAL_UA = "val/ua"
 
@@ -34,16 +36,36 @@ def best_validation(results: dict) -> tuple[float, int] | None:
     return best[VAL_UA], best["epoch"]
 
 
+def _unfinished(run: Path) -> tuple[float, int, int] | None:
+    """(best validation UA, its epoch, epochs seen) of a fold without results.json, from last.ckpt."""
+    if not (run / LAST_CKPT).is_file():
+        return None
+    import torch
+
+    history = torch.load(run / LAST_CKPT, map_location="cpu", weights_only=False).get("ser_fcn_history") or []
+    best = best_validation({"history": history})
+    return None if best is None else (*best, len(history))
+
+
 def read_setting(folder: Path) -> dict[str, tuple[float, int]]:
-    """fold name -> (best validation UA, epoch) of every finished fold in a cv folder."""
+    """fold name -> (best validation UA, epoch) of every finished fold in a cv folder; a fold still
+    training has a third item, the epochs it has seen (read from its last.ckpt)."""
     if not folder.is_dir():
         raise CorpusNotFoundError(f"{folder}: no such cv folder (give LABEL=DIR with the --out of a `cv` run)")
     out = {}
-    for path in sorted(folder.glob(f"fold*/{RESULTS}")):
-        best = best_validation(json.loads(path.read_text()))
+    for run in sorted(p for p in folder.glob("fold*") if p.is_dir()):
+        if (run / RESULTS).is_file():
+            best = best_validation(json.loads((run / RESULTS).read_text()))
+        else:
+            best = _unfinished(run)
         if best is not None:
-            out[path.parent.name] = best
+            out[run.name] = best
     return out
+
+
+def _cell(result) -> str:
+    cell = f"{100 * result[0]:.1f} (epoch {result[1]})"
+    return cell + (f", unfinished: {result[2]} epochs so far" if len(result) > 2 else "")
 
 
 def _setup(folder: Path) -> str:
@@ -65,8 +87,8 @@ def render(settings: list[tuple[str, Path]]) -> str:
     ]
     previous = None
     for label, _, r in read:
-        cells = [f"{100 * r[f][0]:.1f} (epoch {r[f][1]})" if f in r else "not run" for f in folds]
-        complete = all(f in r for f in folds)
+        cells = [_cell(r[f]) if f in r else "not run" for f in folds]
+        complete = all(f in r and len(r[f]) == 2 for f in folds)
         mean = statistics.fmean(r[f][0] for f in folds) if complete and folds else None
         change = f"{100 * (mean - previous):+.1f}" if mean is not None and previous is not None else ""
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {'' if mean is None else f'{100 * mean:.1f}'} | {change} |")
