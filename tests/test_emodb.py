@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from named_corpora import EMODB_LETTERS, tone, write_emodb
+from named_corpora import tone, write_emodb
 from ser_fcn.cli import main
 from ser_fcn.corpora import emodb
 from ser_fcn.corpora.folds import make_fold

@@ -12,7 +12,7 @@ import pytest
 
 from ser_fcn import cli
 from ser_fcn.corpora.iemocap import read_iemocap
-from ser_fcn.corpora.manifest import COLUMNS, ManifestError, write_manifest
+from ser_fcn.corpora.manifest import COLUMNS, ManifestError
 from ser_fcn.data.datamodule import SERDataModule
 from tests.helpers import REPO
 
