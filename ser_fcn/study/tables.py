@@ -11,7 +11,7 @@ leave-one-speaker-out folds: 10 for EmoDB, 24 for RAVDESS): FCN + attention, FCN
 and the segmented AlexNet, all from random init and one profile (default `real_speech`, the
 recipe for real speech), beside the figures published under the same protocol (references.py),
 written to `results/<corpus>.md` with `results/<corpus>_ablation.md` appended when it exists;
-runs in `runs/tables/<profile>-<corpus>/`.
+runs in `runs/tables/<profile>-<corpus>/`. Its rows, corpora and claims: corpus_tables.py.
 
 `--profile auto` (the default) is `full` with a CUDA GPU, else `cpu`; without a GPU each row's
 epoch is measured first and a row over `--max-row-hours` is reported as needing a GPU (budget.py).
@@ -47,23 +47,15 @@ import yaml
 from ..utils import atomic
 from .budget import epoch_seconds, measure_epoch, needs_gpu_note, row_hours, trainer_setting
 from .comparison import compare_rows, confusion_lines, footnote, mean_ci_cell, method_lines, recall_table, significance_mark
-from ..corpora import emodb, ravdess
 from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, CORPORA, get_corpus
 from .crossval import (AGGREGATE, SEEDS, aggregate, corpus_sessions, emobox_folds, emobox_overrides, override_value,
                        run_crossval)
-from .stats import SIGNIFICANCE
-from .references import COMMON_PROTOCOL, EMODB_PUBLISHED, SAME_PROTOCOL, PublishedUA, render_references
+from .corpus_tables import CORPUS_TABLES, REAL_SPEECH, SPEAKER_ROWS, CorpusTable, ordering_lines, published_outcome
+from .references import COMMON_PROTOCOL, SAME_PROTOCOL, render_references
+from .rows import Outcome, PairedTests, Row
 from .wandb_report import log_table
 
 PAPER = "Zhang et al. 2018"
-
-
-@dataclass(frozen=True)
-class Row:
-    system: str
-    experiment: str | None  # experiments/<name>.yaml; None: a published figure only
-    wa: float | None  # the paper's figures, %
-    ua: float | None
 
 
 TABLE1 = [
@@ -88,53 +80,6 @@ AUTO = "auto"  # --profile auto: full on a machine with a CUDA GPU, else cpu
 MAX_ROW_HOURS = 3.0  # without a GPU, a row estimated above this (at its epoch cap) is reported as needing one:
 # on a 2-core CPU AlexNet's rows need ~1 h, VGG16's ~16x that; the margin absorbs a loaded machine
 PAPER_PROTOCOL = "paper"  # base.yaml as is: IEMOCAP improvised, neu/hap/sad/ang, exc left out, 5 folds
-REAL_SPEECH = "real_speech"  # experiments/profiles/real_speech.yaml, the recipe: the corpus tables' default profile
-
-# Table II's comparison on another corpus: every row from random init (no ImageNet download needed)
-SPEAKER_ROWS = [
-    Row("FCN + attention, random init", "fcn_attn_random", None, None),
-    Row("FCN + mean pooling (λ = 0), random init", "fcn_meanpool", None, None),
-    Row("AlexNet on 3 s segments, random init", "alexnet_random", None, None),
-]
-
-
-@dataclass(frozen=True)
-class CorpusTable:
-    """The comparison on a corpus other than IEMOCAP: its title, its speaker pairing (as the
-    notes state it) and the figures published under its protocol."""
-
-    title: str
-    protocol: str
-    pairing: str
-    published: tuple[PublishedUA, ...] = ()
-
-
-CORPUS_TABLES = {
-    "emodb": CorpusTable(
-        "EmoDB: FCN + attention, mean pooling and the segmented AlexNet, speaker-independent (10 folds)",
-        "EmoDB's speaker-independent protocol: leave one speaker out with a validation speaker (10 folds; "
-        "all 535 utterances, 7 classes, as Chen et al. 2018)", emodb.pairing_text(), tuple(EMODB_PUBLISHED)),
-    "ravdess": CorpusTable(
-        "RAVDESS (audio-only speech): FCN + attention, mean pooling and the segmented AlexNet, speaker-independent "
-        "(24 folds)", "leave one actor out with a validation actor (24 folds; audio-only speech, 8 classes)",
-        ravdess.pairing_text()),
-}
-# the paper's claims that the order of the corpus tables' rows tests: (better, worse, claim)
-CLAIMS = [("fcn_attn_random", "fcn_meanpool", "attention pooling beats mean pooling (its section II-B)"),
-          ("fcn_attn_random", "alexnet_random", "whole utterances (the FCN) beat 3 s segments (AlexNet; its Table II)")]
-
-
-@dataclass
-class Outcome:
-    """What happened to one row: its aggregate, or why there is none; the initialisation used."""
-
-    row: Row
-    agg: dict | None = None
-    note: str | None = None  # e.g. the "not run" reason
-    init: str | None = None
-    extra: dict = field(default_factory=dict)
-
-
 # --- ImageNet weights -----------------------------------------------------------------------
 
 
@@ -387,16 +332,6 @@ def protocol_line(protocol: str, protocol_file: Path | None, emobox: str | None 
     return f"- Protocol of the 'here' columns: {describe_profile(protocol, protocol_file)}"
 
 
-@dataclass
-class PairedTests:
-    """Each row's paired test against the reference row (by system name), and how to name it."""
-
-    tests: dict[str, dict] = field(default_factory=dict)
-    reference_system: str | None = None  # the row of the table that is the reference (None: none or outside)
-    reference_label: str = ""  # the reference as the footnotes name it
-    method: list[str] = field(default_factory=list)  # the notes that define interval and test
-
-
 def _table_rows(outcomes: list[Outcome], expected: int, paired: PairedTests) -> tuple[list[str], list[str]]:
     """The markdown rows of a table and the footnotes of their paired tests."""
     lines, notes = [], []
@@ -428,34 +363,6 @@ def paired_tests(outcomes: list[Outcome], reference: Outcome | None, why: str) -
     tests = compare_rows(rows, (reference.row.system, reference.agg) if inside else ("", reference.agg))
     most = max((t["n_pairs"] for t in tests.values()), default=0)
     return PairedTests(tests, reference.row.system if inside else None, label, method_lines(label, why, most))
-
-
-def published_outcome(p: PublishedUA) -> Outcome:
-    """A published row of a corpus table: its UA as mean ± std, marked as not run here."""
-    return Outcome(Row(f"{p.system}, Chen et al. 2018", None, None, p.ua), note=SAME_PROTOCOL,
-                   extra={"ua_published": f"{p.ua:.2f} ± {p.ua_std:.2f}"})
-
-
-def ordering_lines(outcomes: list[Outcome], paired: PairedTests) -> list[str]:
-    """Where the order of our rows agrees with the paper's claims (CLAIMS), with the paired tests."""
-    ran = {o.row.experiment: o for o in outcomes if o.agg and o.agg.get("n_runs")}
-    lines = []
-    for better, worse, claim in CLAIMS:
-        if better not in ran or worse not in ran:
-            missing = " and ".join(e for e in (better, worse) if e not in ran)
-            lines.append(f"- The paper's claim that {claim}: not tested here ({missing} has no finished run).")
-            continue
-        b, w = 100 * ran[better].agg["ua"]["mean"], 100 * ran[worse].agg["ua"]["mean"]
-        verdict = "agrees" if b > w else "disagrees" if b < w else "neither agrees nor disagrees (a tie)"
-        test = paired.tests.get(ran[worse].row.system) if paired.reference_system == ran[better].row.system else None
-        if test and test.get("p") is not None:
-            sig = "significant" if test["p"] < SIGNIFICANCE else "not significant"
-            tested = f"; paired test over {test['n_pairs']} runs p = {test['p']:.3g}, {sig} at {SIGNIFICANCE}"
-        else:
-            tested = "; no paired test"
-        lines.append(f"- The paper's claim that {claim}: the order here {verdict}: mean UA {b:.1f} against "
-                     f"{w:.1f} ({b - w:+.1f} points{tested}).")
-    return lines
 
 
 def render_table(number: int, outcomes: list[Outcome], profile: str, profile_file: Path | None,

@@ -197,7 +197,7 @@ def table_rows(outcomes: Sequence, md: str, paired) -> tuple[list[str], list[lis
     """The rendered cells of each row of Table I / II beside its numbers: paper and here (%),
     the 95 % interval, the runs, the p of the paired UA test and the reason a row has no figures.
 
-    `outcomes` are tables.Outcome's in the order of the markdown; `paired` its PairedTests."""
+    `outcomes` are rows.Outcome's in the order of the markdown; `paired` its rows.PairedTests."""
     cells = rendered_rows(md)
     if len(cells) != len(outcomes):
         raise ValueError(f"the table has {len(cells)} rows but {len(outcomes)} outcomes were given")
