@@ -112,11 +112,10 @@ class SERModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self._check_finite(batch, "input features", batch["x"])
-        x, lengths = batch["x"], batch["lengths"]
-        if self.augment is None:
-            logits, _ = self(x, lengths)
-        else:
-            logits, _ = self.net(self.augment(self.normalize(x, lengths), lengths), lengths)
+        x = self.normalize(batch["x"], batch["lengths"])
+        if self.augment is not None:
+            x = self.augment(x, batch["lengths"])
+        logits, _ = self.net(x, batch["lengths"])
         loss = F.cross_entropy(logits.float(), batch["y"], weight=self.class_weights)
         self._check_finite(batch, "loss", loss)
         self.train_loss(loss)
