@@ -64,6 +64,7 @@ def test_the_real_speech_profile_masks_training_batches_only(demo_corpus, tmp_pa
     from helpers import REPO, fit_args
 
     from ser_fcn.cli import run_cli
+    from ser_fcn.models.attention import PooledNorm
     from ser_fcn.training import augment
 
     monkeypatch.setattr(augment, "SpecAugment", _Recorder)
@@ -73,5 +74,25 @@ def test_the_real_speech_profile_masks_training_batches_only(demo_corpus, tmp_pa
                                     "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
                                     "--trainer.logger", "false", "--model.scheduler.init_args.T_max", "2")])
     assert isinstance(cli.model.augment, _Recorder)
+    assert isinstance(cli.model.net.head.classifier[0], PooledNorm)  # the recipe's pooled_norm
     assert _Recorder.calls == 4  # 2 epochs x 2 training batches; validation and test do not mask
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 0.0  # cosine decay reached 0 at T_max
+
+
+def test_the_real_speech_profile_sets_pooled_norm_on_every_corpus_table_row():
+    """One recipe for every row of the EmoDB table: the profile's net settings apply to the FCN
+    rows and to the segmented AlexNet alike (a setting one net lacked would fail here)."""
+    import subprocess
+    import sys
+
+    import yaml
+    from helpers import REPO
+
+    from ser_fcn.study.corpus_tables import SPEAKER_ROWS
+
+    for row in SPEAKER_ROWS:
+        out = subprocess.run([sys.executable, "-m", "ser_fcn", "fit", "--config", f"experiments/{row.experiment}.yaml",
+                              "--config", "experiments/profiles/real_speech.yaml", "--print_config"],
+                             cwd=REPO, capture_output=True, text=True, check=True).stdout
+        net = yaml.safe_load(out)["model"]["net"]
+        assert net["init_args"]["pooled_norm"] is True, (row.experiment, net)

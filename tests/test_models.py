@@ -30,10 +30,17 @@ def _entropy(p):
     return -(p * torch.log(p.clamp_min(1e-30))).sum(1)
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[False, True], ids=["paper_head", "pooled_norm"])
+def model(request):
+    """The model in eval mode; with `pooled_norm` its BatchNorm has non-trivial running
+    statistics, so that a batch mixing into another utterance's answer would show."""
     torch.manual_seed(0)
-    return FCNAttention(num_classes=4).eval()
+    net = FCNAttention(num_classes=4, pooled_norm=request.param)
+    if request.param:
+        norm = net.head.classifier[0]
+        norm.running_mean.uniform_(0.0, 2.0)
+        norm.running_var.uniform_(0.5, 3.0)
+    return net.eval()
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +220,31 @@ def test_overfits_a_tiny_batch():
         logits, _ = model(x, lengths)
     assert F.cross_entropy(logits, y) < 0.1
     assert torch.equal(logits.argmax(1), y)
+
+
+def test_pooled_norm_uses_running_statistics_never_a_batchs_own():
+    from ser_fcn.models.attention import PooledNorm
+
+    torch.manual_seed(0)
+    norm = PooledNorm(8).train()
+    x = torch.randn(16, 8) * 0.1 + 5.0  # a large common part, small differences: a random encoder's c
+    y = norm(x)  # the first batch sets the statistics: it comes out standardised
+    torch.testing.assert_close(y.mean(0), torch.zeros(8), atol=1e-4, rtol=0)
+    torch.testing.assert_close(y.std(0), torch.ones(8), atol=1e-3, rtol=0)
+    x2 = torch.randn(16, 8) * 0.3 + 7.0
+    mean, var = norm.running_mean.clone(), norm.running_var.clone()
+    y2 = norm(x2)  # later batches move them by `momentum`
+    torch.testing.assert_close(norm.running_mean, mean.lerp(x2.mean(0), 0.1))
+    torch.testing.assert_close(norm.running_var, var.lerp(x2.var(0), 0.1))
+    # each row is normalised with the (updated) running statistics, as in evaluation: its answer
+    # does not depend on its batch-mates, and a batch of one is no special case
+    torch.testing.assert_close(y2, norm.eval()(x2))
+    before = norm.running_mean.clone()
+    torch.testing.assert_close(norm.train()(x2[3:4]), y2[3:4])
+    assert torch.equal(norm.running_mean, before)  # a batch of one leaves them alone
+    head = AttentionHead(8, 3, pooled_norm=True).train()
+    logits, _ = head(torch.randn(1, 8, 2, 4))
+    assert logits.shape == (1, 3)
 
 
 def test_unknown_encoder_is_named():

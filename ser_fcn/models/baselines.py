@@ -11,11 +11,16 @@ import torchvision
 from torch import Tensor, nn
 
 from ser_fcn.models.alexnet_fcn import LRN_AFTER, he_init_, relu_lrn
+from ser_fcn.models.attention import PooledNorm
 from ser_fcn.models.weights import load_imagenet, one_channel_conv
 
 __all__ = ["SegmentClassifier"]
 
 ARCHS = {"alexnet": torchvision.models.alexnet, "vgg16": torchvision.models.vgg16}
+
+
+def _first_linear(classifier: nn.Sequential) -> nn.Linear:
+    return next(m for m in classifier if isinstance(m, nn.Linear))
 
 
 class SegmentClassifier(nn.Module):
@@ -27,12 +32,15 @@ class SegmentClassifier(nn.Module):
     (`classifier.6`) keeps its fresh init. `lrn` (AlexNet only; None: True for AlexNet, as the
     paper's AlexNet and the FCN encoder, False for VGG16, which has none) puts LRN after conv1
     and conv2; torchvision's AlexNet itself has none (`lrn: false` is that network exactly).
+    `pooled_norm` puts a BatchNorm1d on the pooled features before the classifier, as it does
+    on the FCN's pooled vector (AttentionHead), so that a recipe setting it treats both alike;
+    not in the paper.
 
     forward(x (B, 1, F, T), lengths ignored) -> (logits (B, num_classes), None).
     """
 
     def __init__(self, num_classes: int, arch: str = "alexnet", weights: str | None = None,
-                 lrn: bool | None = None) -> None:
+                 lrn: bool | None = None, pooled_norm: bool = False) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
@@ -50,7 +58,9 @@ class SegmentClassifier(nn.Module):
         he_init_(self.features)
         if weights is not None:
             load_imagenet(self, arch, weights, skip=("classifier.6.",))  # the last layer is ours
+        # outside `classifier`, so that torchvision's classifier keys still load
+        self.pooled_norm = PooledNorm(_first_linear(net.classifier).in_features) if pooled_norm else nn.Identity()
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, None]:
-        x = self.avgpool(self.features(x)).flatten(1)
+        x = self.pooled_norm(self.avgpool(self.features(x)).flatten(1))
         return self.classifier(x), None

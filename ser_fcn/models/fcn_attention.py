@@ -36,6 +36,7 @@ class FCNAttention(nn.Module):
         lam: float = 0.3,  # lambda of eq. 3, the paper's value
         attn_dim: int = 256,  # the paper does not give it
         dropout: float = DROPOUT,  # the paper does not give it (attention.DROPOUT)
+        pooled_norm: bool = False,  # BatchNorm1d on the pooled vector (AttentionHead); not in the paper
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -45,7 +46,8 @@ class FCNAttention(nn.Module):
             enc = self.encoder
             load_imagenet(enc, enc.imagenet_arch, weights, skip=enc.imagenet_skip)
         self.head = AttentionHead(
-            self.encoder.out_channels, num_classes, attn_dim=attn_dim, lam=lam, dropout=dropout
+            self.encoder.out_channels, num_classes, attn_dim=attn_dim, lam=lam, dropout=dropout,
+            pooled_norm=pooled_norm,
         )
 
     @property
