@@ -51,12 +51,16 @@ class _SaveConfig(SaveConfigCallback):
 
 
 def _fresh_dir(path: Path) -> Path:
-    """`path`, or `path-2`, `path-3` … if it exists: two runs never share a folder."""
+    """Create and return `path`, or `path-2`, `path-3` … if it exists: two runs never share a
+    folder, even two started in the same second (mkdir either creates the folder or fails)."""
     candidate, n = path, 1
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.name}-{n}")
-    return candidate
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
 
 
 class SERCLI(LightningCLI):

@@ -56,3 +56,15 @@ def test_a_module_built_outside_the_cli_uses_base_yamls_optimizer():
     for key, value in spec["init_args"].items():
         assert opt.defaults[key] == value
     assert base_optimizer()([torch.nn.Parameter(torch.zeros(1))]).defaults["lr"] == spec["init_args"]["lr"]
+
+
+def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path):
+    """The run folder is named by the second the run starts; it is created when chosen, so a
+    second run choosing in the same second sees it and takes `-2` (two EmoDB fits started
+    together once shared one folder and overwrote each other's last.ckpt)."""
+    from ser_fcn.cli import _fresh_dir
+
+    name = tmp_path / "runs" / "fcn_attn_random" / "fit-20261204-021642"
+    first, second = _fresh_dir(name), _fresh_dir(name)
+    assert first == name and second == name.with_name(name.name + "-2")
+    assert first.is_dir() and second.is_dir()
