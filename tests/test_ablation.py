@@ -58,3 +58,19 @@ def test_a_fold_still_training_is_read_from_last_ckpt_and_has_no_mean(tmp_path):
     assert ablation.read_setting(a) == {"fold1": (0.6, 1), "fold3": (0.4, 1, 3)}
     line = ablation.render([("a", a)]).splitlines()[2]
     assert "40.0 (epoch 1), unfinished: 3 epochs so far" in line and line.rstrip().endswith("|  |  |")
+
+
+def test_change_against_a_named_line(tmp_path, capsys):
+    from ser_fcn.cli import main
+
+    for name, ua in [("recipe", 0.6), ("less_a", 0.5), ("less_b", 0.65)]:
+        _fold(tmp_path / name, "fold1", [ua])
+    settings = [("less a", tmp_path / "less_a"), ("recipe", tmp_path / "recipe"), ("less b", tmp_path / "less_b")]
+    lines = ablation.render(settings, against="recipe").splitlines()
+    assert lines[2].rstrip().endswith("| 50.0 | -10.0 |")  # before the recipe's line, still against it
+    assert lines[3].rstrip().endswith("| 60.0 |  |")
+    assert lines[4].rstrip().endswith("| 65.0 | +5.0 |")  # against the recipe, not the line above (+15.0)
+    assert "against the line 'recipe'" in lines[6]
+    with pytest.raises(SystemExit) as e:
+        main(["ablation", f"x={tmp_path / 'recipe'}", "--against", "nope"])
+    assert str(e.value).startswith("error:") and "'nope'" in str(e.value)

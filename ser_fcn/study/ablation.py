@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 from ..utils import atomic
-from ..utils.errors import CorpusNotFoundError
+from ..utils.errors import ConfigError, CorpusNotFoundError
 from .crossval import LAST_CKPT, RESULTS, SETUP
 
 VAL_UA = "val/ua"
@@ -77,24 +77,35 @@ def _setup(folder: Path) -> str:
     return " ".join(words)
 
 
-def render(settings: list[tuple[str, Path]]) -> str:
-    """Markdown: one line per setting, its per-fold validation UA (%) and their mean."""
+def render(settings: list[tuple[str, Path]], against: str | None = None) -> str:
+    """Markdown: one line per setting, its per-fold validation UA (%) and their mean; 'change'
+    against the line above, or against the line labelled `against` (a recipe and its
+    leave-one-out lines: the recipe less each of its settings)."""
     read = [(label, folder, read_setting(folder)) for label, folder in settings]
+    if against is not None and against not in [label for label, _, _ in read]:
+        raise ConfigError(f"--against {against!r}: no setting has that label "
+                          f"(labels: {', '.join(repr(label) for label, _, _ in read)})")
     folds = sorted({f for _, _, r in read for f in r}, key=lambda f: (len(f), f))
     lines = [
         "| setting | " + " | ".join(f"{f} val UA" for f in folds) + " | mean | change |",
         "|---|" + "---|" * (len(folds) + 2),
     ]
+    def mean_of(r: dict) -> float | None:
+        complete = all(f in r and len(r[f]) == 2 for f in folds)
+        return statistics.fmean(r[f][0] for f in folds) if complete and folds else None
+
+    reference = next((mean_of(r) for label, _, r in read if label == against), None)
     previous = None
     for label, _, r in read:
         cells = [_cell(r[f]) if f in r else "not run" for f in folds]
-        complete = all(f in r and len(r[f]) == 2 for f in folds)
-        mean = statistics.fmean(r[f][0] for f in folds) if complete and folds else None
-        change = f"{100 * (mean - previous):+.1f}" if mean is not None and previous is not None else ""
+        mean = mean_of(r)
+        base = previous if against is None else None if label == against else reference
+        change = f"{100 * (mean - base):+.1f}" if mean is not None and base is not None else ""
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {'' if mean is None else f'{100 * mean:.1f}'} | {change} |")
         previous = mean if mean is not None else previous
+    versus = "the line above" if against is None else f"the line '{against}'"
     lines += ["", "Validation UA of the best epoch (the one each fold keeps and tests); a mean only over "
-              "complete lines; 'change' is against the line above. Settings, in order:"]
+              f"complete lines; 'change' is against {versus}. Settings, in order:"]
     lines += [f"- {label}: `{_setup(folder)}`" for label, folder, _ in read]
     return "\n".join(lines) + "\n"
 
@@ -104,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
                                 description="validation UA of training settings, one line per cv folder")
     p.add_argument("settings", nargs="+", metavar="LABEL=DIR", help="a label and the cv folder of that setting")
     p.add_argument("--out", help="markdown file to write (default: print only)")
+    p.add_argument("--against", metavar="LABEL", help="the 'change' column against this line (e.g. the recipe, "
+                   "with lines of the recipe less one setting each) instead of the line above")
     a = p.parse_args(argv)
     settings = []
     for item in a.settings:
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         if not sep or not label:
             p.error(f"{item!r}: give LABEL=DIR")
         settings.append((label, Path(folder)))
-    md = render(settings)  # a missing folder: a UserError, one `error:` line from cli.main
+    md = render(settings, a.against)  # a missing folder: a UserError, one `error:` line from cli.main
     print(md)
     if a.out:
         atomic.write_text(a.out, md)
