@@ -345,3 +345,15 @@ def test_profiles_parse():
         with pytest.raises(SystemExit) as e:
             run_cli(["fit", "--config", str(EXPERIMENTS / "fcn_attn.yaml"), "--config", str(profile), "--print_config"])
         assert e.value.code == 0, profile
+
+
+def test_the_made_by_command_hides_the_users_folders():
+    from ser_fcn.study.tables import FOLDER_OPTIONS, public_words
+
+    words = ["--corpus", "emodb", "--seeds", "2"]
+    for option in FOLDER_OPTIONS:
+        words += [option, f"/home/someone/{option[2:]}", f"{option}=/data/{option[2:]}"]
+    shown = public_words(words)
+    assert not any("/" in w for w in shown), shown  # no folder survives, in either form
+    assert shown[:4] == ["--corpus", "emodb", "--seeds", "2"]  # every other word is kept
+    assert shown.count("<DIR>") == len(FOLDER_OPTIONS) and len(shown) == len(words)

@@ -445,6 +445,26 @@ def _notes(number: int, outcomes: list[Outcome], profile: str, profile_file: Pat
 # --- command line ---------------------------------------------------------------------------
 
 
+# options whose value is a folder of the user's machine: the markdown names the option, not the folder
+FOLDER_OPTIONS = ("--root", "--iemocap", "--emobox", "--audio-root", "--weights-dir")
+
+
+def public_words(words: list[str]) -> list[str]:
+    """The command's words with each folder value replaced by <DIR> (`--root <DIR>`), so that a
+    results file never holds a path of the machine that made it."""
+    out, hide = [], False
+    for w in words:
+        option, eq, _ = w.partition("=")
+        if hide:
+            out.append("<DIR>")
+        elif eq and option in FOLDER_OPTIONS:
+            out.append(f"{option}=<DIR>")
+        else:
+            out.append(w)
+        hide = not hide and w in FOLDER_OPTIONS
+    return out
+
+
 def protocol_path(protocol: str, experiments: Path) -> Path | None:
     """None for the paper's protocol (base.yaml as is), else the protocol's YAML file."""
     if protocol == PAPER_PROTOCOL:
@@ -552,7 +572,7 @@ def main(number: int, argv: list[str] | None = None) -> None:
         ordered += [best_baseline(s.runs), outcomes[MEANPOOL.system]]
     else:
         ordered = list(outcomes.values())
-    command = " ".join(["python -m ser_fcn", f"table{number}", *(argv if argv is not None else sys.argv[2:])])
+    command = " ".join(["python -m ser_fcn", f"table{number}", *public_words(argv if argv is not None else sys.argv[2:])])
     common = protocol_file is not None and protocol_file.stem == "common"
     references = COMMON_PROTOCOL if number == 2 and (common or corpus == "emobox-iemocap") else None
     paired = paired_tests(ordered, *choose_reference(number, ordered, s.runs))  # for the markdown and W&B
