@@ -228,6 +228,37 @@ def test_emodb_table_defaults_to_the_real_speech_profile_and_needs_table2_and_a_
         tables.main(2, ["--corpus", "emodb", "--profile", "quick"])
 
 
+def test_render_only_writes_the_table_from_the_runs_there_and_trains_nothing(corpus, tmp_path, monkeypatch):
+    import shutil
+
+    from ser_fcn.study import tables
+
+    monkeypatch.setattr(tables, "run_crossval", fake_cv([]))
+    argv = ["--corpus", "emodb", "--root", str(corpus[0]), "--profile", "quick", "--max-row-hours", "0",
+            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--experiments", str(EXPERIMENTS)]
+    tables.main(2, argv)  # every row, all ten folds
+    runs = tmp_path / "runs" / "quick-emodb"
+    for name in ("fold4-swap", "fold5-swap"):  # a row stopped after 8 of its 10 folds
+        shutil.rmtree(runs / "fcn_meanpool" / name)
+    shutil.rmtree(runs / "alexnet_random")  # and a row never trained
+    (runs / "fcn_meanpool" / "aggregate.json").unlink(missing_ok=True)  # a stopped cv writes none
+
+    def no_training(*a, **kw):
+        raise AssertionError("--render-only trained a row")
+
+    monkeypatch.setattr(tables, "run_crossval", no_training)
+    monkeypatch.setattr(tables, "measure_epoch", no_training)
+    tables.main(2, argv + ["--render-only", "--max-row-hours", "1"])
+    lines = (tmp_path / "res" / "emodb.md").read_text().splitlines()
+    table = lines[lines.index("| System | WA published | WA here | UA published | UA here |") + 2:][:3]
+    rows = {r.split(" | ")[0][2:]: r for r in table}
+    assert "(only 8/10 runs)" in rows["FCN + mean pooling (λ = 0), random init"]
+    assert "only" not in rows["FCN + attention, random init"]
+    assert "not trained (the table was written with --render-only)" in rows["AlexNet on 3 s segments, random init"]
+    mean = 100 * sum(UA["fcn_meanpool"][:8]) / 8  # its eight runs, not the ten of before
+    assert f"{mean:.1f}" in rows["FCN + mean pooling (λ = 0), random init"]
+
+
 @pytest.mark.slow  # 12 fits: ~4 min on a shared 2-core CPU (`make test-slow`)
 def test_emodb_table_command_trains_every_row_on_every_fold_of_a_tiny_corpus(tmp_path, monkeypatch, capsys):
     """`table2 --corpus emodb` end to end with the quick profile, each fold's `fit` run in this

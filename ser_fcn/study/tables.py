@@ -141,6 +141,7 @@ class Setup:
     max_row_hours: float | None = None  # no GPU: a row whose measured estimate exceeds this is not trained
     corpus: str = DEFAULT_CORPUS  # another corpus (corpora/readers.py): read from `root`
     root: str | None = None
+    render_only: bool = False  # train nothing: each row from the runs its folder already holds
 
     def corpus_overrides(self) -> list[str]:
         """The `fit` arguments that select the corpus (none for IEMOCAP or the demo corpus)."""
@@ -170,9 +171,21 @@ def gpu_needed(configs: list[Path], overrides: list[str], s: Setup, out: Path) -
     return needs_gpu_note(measured, epoch_s, cap, runs) if hours > s.max_row_hours else None
 
 
+def rendered_outcome(row: Row, runs: Path) -> Outcome:
+    """`--render-only`: the row from the finished runs in its folder (none: not trained), so a
+    table can be written while, or after, its rows train elsewhere; missing runs show in its cells."""
+    out = runs / str(row.experiment)
+    if not any(out.glob("*/results.json")):
+        return Outcome(row, note="not trained (the table was written with --render-only)")
+    agg = aggregate(out, name=row.experiment)
+    return Outcome(row, agg=agg, init=resolved_init(agg))
+
+
 def run_row(row: Row, s: Setup) -> Outcome:
     if row.experiment is None:
         return Outcome(row, note="not reproduced here")
+    if s.render_only:
+        return rendered_outcome(row, s.runs)
     exp_file = s.experiments / f"{row.experiment}.yaml"
     configs = [exp_file, *([s.protocol_file] if s.protocol_file else []), s.profile_file]
     overrides = list(s.overrides) + s.corpus_overrides() + emobox_overrides(s.emobox, s.audio_root)
@@ -509,7 +522,8 @@ def setup_from_args(a: argparse.Namespace, name: str, profile_file: Path, overri
     if a.seeds < 1:
         sys.exit(f"error: --seeds {a.seeds}: give at least 1")
     return Setup(name, profile_file, a.experiments, runs, folds, a.iemocap, a.weights_dir, overrides, a.verbose,
-                 protocol_file, a.emobox, a.audio_root, a.seeds, a.max_row_hours or None, a.corpus, a.root), corpus
+                 protocol_file, a.emobox, a.audio_root, a.seeds, a.max_row_hours or None, a.corpus, a.root,
+                 getattr(a, "render_only", False)), corpus
 
 
 def main(number: int, argv: list[str] | None = None) -> None:
@@ -543,6 +557,8 @@ def main(number: int, argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=Path, default=Path("runs") / "tables", help="where the folds are trained")
     p.add_argument("--results", type=Path, default=Path("results"), help="where table<N>.md is written")
     p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
+    p.add_argument("--render-only", action="store_true", help="train nothing: write the table from the runs already "
+                   "in the runs folder (a row's missing runs show in its cells; a row without any: not trained)")
     a, overrides = p.parse_known_args(argv)
     kind = CORPUS_TABLES.get(a.corpus)
     if kind and number != 2:
