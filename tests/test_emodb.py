@@ -248,7 +248,7 @@ def test_render_only_writes_the_table_from_the_runs_there_and_trains_nothing(cor
 
     monkeypatch.setattr(tables, "run_crossval", no_training)
     monkeypatch.setattr(tables, "measure_epoch", no_training)
-    tables.main(2, argv + ["--render-only", "--max-row-hours", "1"])
+    tables.main(2, argv + ["--render-only"])
     lines = (tmp_path / "res" / "emodb.md").read_text().splitlines()
     table = lines[lines.index("| System | WA published | WA here | UA published | UA here |") + 2:][:3]
     rows = {r.split(" | ")[0][2:]: r for r in table}
@@ -257,6 +257,15 @@ def test_render_only_writes_the_table_from_the_runs_there_and_trains_nothing(cor
     assert "not trained (the table was written with --render-only)" in rows["AlexNet on 3 s segments, random init"]
     mean = 100 * sum(UA["fcn_meanpool"][:8]) / 8  # its eight runs, not the ten of before
     assert f"{mean:.1f}" in rows["FCN + mean pooling (λ = 0), random init"]
+    # with --max-row-hours, only the row that has no runs gets its epoch measured, and the verdict
+    measured = []
+    monkeypatch.setattr(tables, "measure_epoch", lambda files, overrides: measured.append(files) or
+                        {"seconds_per_batch": 60.0, "batches_per_epoch": 100, "timed_batches": 3})
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    tables.main(2, argv + ["--render-only", "--max-row-hours", "1"])
+    assert [Path(f[0]).stem for f in measured] == ["alexnet_random"]
+    text = (tmp_path / "res" / "emodb.md").read_text()
+    assert "needs a GPU: about 2 h on this machine" in text  # 60 s x 6 batches (quick) x 2 epochs x 10 runs
 
 
 @pytest.mark.slow  # 12 fits: ~4 min on a shared 2-core CPU (`make test-slow`)

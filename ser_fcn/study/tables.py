@@ -173,7 +173,8 @@ def gpu_needed(configs: list[Path], overrides: list[str], s: Setup, out: Path) -
 
 def rendered_outcome(row: Row, runs: Path) -> Outcome:
     """`--render-only`: the row from the finished runs in its folder (none: not trained), so a
-    table can be written while, or after, its rows train elsewhere; missing runs show in its cells."""
+    table can be written while, or after, its rows train elsewhere; missing runs show in its cells.
+    A row without runs still gets `--max-row-hours`'s measured verdict (run_row)."""
     out = runs / str(row.experiment)
     if not any(out.glob("*/results.json")):
         return Outcome(row, note="not trained (the table was written with --render-only)")
@@ -184,8 +185,6 @@ def rendered_outcome(row: Row, runs: Path) -> Outcome:
 def run_row(row: Row, s: Setup) -> Outcome:
     if row.experiment is None:
         return Outcome(row, note="not reproduced here")
-    if s.render_only:
-        return rendered_outcome(row, s.runs)
     exp_file = s.experiments / f"{row.experiment}.yaml"
     configs = [exp_file, *([s.protocol_file] if s.protocol_file else []), s.profile_file]
     overrides = list(s.overrides) + s.corpus_overrides() + emobox_overrides(s.emobox, s.audio_root)
@@ -201,6 +200,11 @@ def run_row(row: Row, s: Setup) -> Outcome:
             return Outcome(row, note=init)
         if weights != "imagenet":
             overrides += ["--model.net.init_args.weights", weights]
+    if s.render_only:
+        rendered = rendered_outcome(row, s.runs)
+        if rendered.agg is None and s.max_row_hours is not None:  # never trained: what it would cost, measured
+            rendered.note = gpu_needed(configs, overrides, s, s.runs / row.experiment) or rendered.note
+        return rendered
     note = gpu_needed(configs, overrides, s, s.runs / row.experiment)
     if note is not None:
         print(f"{row.system}: {note}", flush=True)
@@ -558,7 +562,8 @@ def main(number: int, argv: list[str] | None = None) -> None:
     p.add_argument("--results", type=Path, default=Path("results"), help="where table<N>.md is written")
     p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
     p.add_argument("--render-only", action="store_true", help="train nothing: write the table from the runs already "
-                   "in the runs folder (a row's missing runs show in its cells; a row without any: not trained)")
+                   "in the runs folder (a row's missing runs show in its cells; a row without any: not trained, or "
+                   "with --max-row-hours on a CPU its epoch is measured and the table says what it would cost)")
     a, overrides = p.parse_known_args(argv)
     kind = CORPUS_TABLES.get(a.corpus)
     if kind and number != 2:
