@@ -174,7 +174,7 @@ def test_fit_and_cv_on_an_emobox_folder_then_table2_says_so(box, tmp_path, monke
     line = tables.protocol_line("paper", None, str(box[0]))
     md = tables.render_table(2, [tables.Outcome(tables.TABLE2[0], agg=agg, init="random")], "quick", None, 5, "",
                              line, COMMON_PROTOCOL)
-    assert f"EmoBox's fold files `{box[0]}`" in md and "EmoBox's own folds" in md and "(only 1/5 runs)" in md
+    assert f"EmoBox's fold files `{box[0].name}`" in md and "EmoBox's own folds" in md and "(only 1/5 runs)" in md
     labels = next(ln for ln in md.splitlines() if ln.startswith("- Labels:"))
     assert "EmoBox's label map" in labels and "merge_exc" not in labels and "exc left out" not in labels
     quoted = [ln for ln in md.splitlines() if QUOTED in ln and ln.startswith("| ")]

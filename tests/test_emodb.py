@@ -198,7 +198,7 @@ def test_emodb_table_rows_published_figures_pairing_tests_and_ablation(corpus, t
     for row, (ua, std) in zip(rows[3:], [(82.82, 4.99), (79.38, 7.78), (71.56, 8.43)]):
         assert f"| {ua:.2f} ± {std:.2f} |" in row and references.SAME_PROTOCOL in row
     assert "- Speaker pairing: session 1: 03 (m) + 08 (f); session 2: 10 (m) + 09 (f); session 3: 11 (m) + 13 (f)" in md
-    assert "n = 10 folds x 1 seed(s) = 10 runs" in md and "EmoDB (`" in md and "classes neu, hap, sad, ang, bor, dis, fea" in md
+    assert "n = 10 folds x 1 seed(s) = 10 runs" in md and f"EmoDB (folder `{corpus[0].name}`)" in md and str(corpus[0]) not in md and "classes neu, hap, sad, ang, bor, dis, fea" in md
     assert "attention pooling beats mean pooling (its section II-B): the order here agrees: mean UA 75.7 against 74.7" in md
     assert "beat 3 s segments (AlexNet; its Table II): the order here agrees" in md and "significant at 0.05" in md
     assert "| System | neu | hap | sad | ang | bor | dis | fea |" in md  # per-class recall of the seven classes
@@ -299,7 +299,7 @@ def test_emodb_table_command_trains_every_row_on_every_fold_of_a_tiny_corpus(tmp
         assert sorted(f["test_speaker"] for f in agg["folds"]) == ["03", "08", "09", "10"]
         assert agg["corpus"] == ["EmoDB"] and agg["resolved_config"]["data"]["corpus"] == "emodb"
     md = (res / "emodb.md").read_text()
-    assert "no finished run" not in md and "(only" not in md and f"EmoDB (`{root}`)" in md
+    assert "no finished run" not in md and "(only" not in md and f"EmoDB (folder `{root.name}`)" in md
     mtime = (runs / "quick-emodb" / "fcn_attn_random" / "fold1" / "results.json").stat().st_mtime_ns
     capsys.readouterr()
     tables.main(2, ["--corpus", "emodb", "--root", str(root), "--profile", "quick", "--max-row-hours", "0",

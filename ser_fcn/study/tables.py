@@ -311,14 +311,18 @@ def _corpus_lines(aggs: list[dict]) -> list[str]:
     if not aggs:
         return ["- Corpus: none (no row was run)."]
     named = data.get("corpus") or DEFAULT_CORPUS
+
+    def folder(path) -> str:  # its name only: results never hold a path of the machine that made them
+        return Path(str(path)).name or str(path)
+
     if data.get("emobox"):
-        corpus = f"EmoBox's fold files `{data['emobox']}` (audio under `{data.get('audio_root')}`)"
+        corpus = f"EmoBox's fold files `{folder(data['emobox'])}` (audio under `{folder(data.get('audio_root'))}`)"
     elif named != DEFAULT_CORPUS:
-        corpus = f"{get_corpus(named).title} (`{data.get('root')}`)"
+        corpus = f"{get_corpus(named).title} (folder `{folder(data.get('root'))}`)"
     elif data.get("root"):
-        corpus = f"IEMOCAP (`{data['root']}`)"
+        corpus = f"IEMOCAP (folder `{folder(data['root'])}`)"
     elif data.get("manifest"):
-        corpus = f"the manifest `{data['manifest']}`"
+        corpus = f"the manifest `{folder(data['manifest'])}`"
     else:
         corpus = (f"the SYNTHETIC demo corpus ({data.get('demo_utterances_per_speaker')} utterances per speaker, "
                   "speech-like noise in IEMOCAP's layout), NOT IEMOCAP: these figures say nothing about the paper's")
