@@ -51,7 +51,7 @@ class AttentionHead(nn.Module):
     e_i = u^T tanh(W a_i + b) (eq. 2); alpha = softmax(lam * e) over the valid positions
     (eq. 3); c = sum_i alpha_i a_i (eq. 4). Time steps at or beyond `lengths` get -inf before
     the softmax, so their alpha is exactly 0. lam = 0 gives uniform weights, i.e. mean pooling
-    over the valid positions (the ablation). `pooled_norm` puts a BatchNorm1d on c before the
+    over the valid positions (the ablation). `pooled_norm` puts a PooledNorm on c before the
     dropout and the Linear (a training recipe's choice, not the paper's).
 
     forward(features, lengths) -> (logits (B, num_classes), alpha (B, F', T')).
@@ -64,7 +64,7 @@ class AttentionHead(nn.Module):
         attn_dim: int = 256,  # size of W a_i; the paper does not give it
         lam: float = 0.3,  # lambda of eq. 3; the paper uses 0.3 "for the balance"
         dropout: float = DROPOUT,  # before the classifier; the paper gives none
-        pooled_norm: bool = False,  # BatchNorm1d on c before the classifier; not in the paper
+        pooled_norm: bool = False,  # PooledNorm on c before the classifier; not in the paper
     ) -> None:
         super().__init__()
         self.lam = lam

@@ -32,7 +32,7 @@ class SegmentClassifier(nn.Module):
     (`classifier.6`) keeps its fresh init. `lrn` (AlexNet only; None: True for AlexNet, as the
     paper's AlexNet and the FCN encoder, False for VGG16, which has none) puts LRN after conv1
     and conv2; torchvision's AlexNet itself has none (`lrn: false` is that network exactly).
-    `pooled_norm` puts a BatchNorm1d on the pooled features before the classifier, as it does
+    `pooled_norm` puts a PooledNorm on the pooled features before the classifier, as it does
     on the FCN's pooled vector (AttentionHead), so that a recipe setting it treats both alike;
     not in the paper.
 

@@ -36,7 +36,7 @@ class FCNAttention(nn.Module):
         lam: float = 0.3,  # lambda of eq. 3, the paper's value
         attn_dim: int = 256,  # the paper does not give it
         dropout: float = DROPOUT,  # the paper does not give it (attention.DROPOUT)
-        pooled_norm: bool = False,  # BatchNorm1d on the pooled vector (AttentionHead); not in the paper
+        pooled_norm: bool = False,  # PooledNorm on the pooled vector (AttentionHead); not in the paper
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
