@@ -31,8 +31,7 @@ class PooledNorm(nn.BatchNorm1d):
     def forward(self, input: Tensor) -> Tensor:
         if self.training and input.shape[0] > 1:
             with torch.no_grad():
-                x = input.detach()
-                mean, var = x.mean(0), x.var(0)
+                mean, var = input.mean(0), input.var(0)
                 if int(self.num_batches_tracked) == 0:
                     self.running_mean.copy_(mean)
                     self.running_var.copy_(var)

@@ -48,8 +48,8 @@ from ..utils import atomic
 from .budget import epoch_seconds, measure_epoch, needs_gpu_note, row_hours, trainer_setting
 from .comparison import compare_rows, confusion_lines, footnote, mean_ci_cell, method_lines, recall_table, significance_mark
 from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, CORPORA, get_corpus
-from .crossval import (AGGREGATE, SEEDS, aggregate, corpus_sessions, emobox_folds, emobox_overrides, override_value,
-                       run_crossval)
+from .crossval import (AGGREGATE, RESULTS, SEEDS, aggregate, corpus_sessions, emobox_folds, emobox_overrides,
+                       override_value, run_crossval)
 from .corpus_tables import CORPUS_TABLES, REAL_SPEECH, SPEAKER_ROWS, CorpusTable, ordering_lines, published_outcome
 from .references import COMMON_PROTOCOL, SAME_PROTOCOL, render_references
 from .rows import Outcome, PairedTests, Row
@@ -176,7 +176,7 @@ def rendered_outcome(row: Row, runs: Path) -> Outcome:
     table can be written while, or after, its rows train elsewhere; missing runs show in its cells.
     A row without runs still gets `--max-row-hours`'s measured verdict (run_row)."""
     out = runs / str(row.experiment)
-    if not any(out.glob("*/results.json")):
+    if not any(out.glob(f"*/{RESULTS}")):
         return Outcome(row, note="not trained (the table was written with --render-only)")
     agg = aggregate(out, name=row.experiment)
     return Outcome(row, agg=agg, init=resolved_init(agg))
@@ -531,7 +531,7 @@ def setup_from_args(a: argparse.Namespace, name: str, profile_file: Path, overri
         sys.exit(f"error: --seeds {a.seeds}: give at least 1")
     return Setup(name, profile_file, a.experiments, runs, folds, a.iemocap, a.weights_dir, overrides, a.verbose,
                  protocol_file, a.emobox, a.audio_root, a.seeds, a.max_row_hours or None, a.corpus, a.root,
-                 getattr(a, "render_only", False)), corpus
+                 a.render_only), corpus
 
 
 def main(number: int, argv: list[str] | None = None) -> None:
