@@ -74,3 +74,34 @@ def test_change_against_a_named_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["ablation", f"x={tmp_path / 'recipe'}", "--against", "nope"])
     assert str(e.value).startswith("error:") and "'nope'" in str(e.value)
+
+
+def test_folds_keeps_only_those_columns_so_a_ten_fold_row_sits_beside_two_fold_probes(tmp_path):
+    from ser_fcn.cli import main
+
+    table, probe = tmp_path / "table", tmp_path / "probe"
+    for k, ua in enumerate([0.5, 0.6, 0.1, 0.1], start=1):  # a table row's folder: four folds
+        _fold(table, f"fold{k}", [ua])
+    _fold(probe, "fold1", [0.7])
+    _fold(probe, "fold2", [0.7])
+    assert "not run" in ablation.render([("table", table), ("probe", probe)])  # all four columns: no mean
+    lines = ablation.render([("table", table), ("probe", probe)], only=["fold1", "fold2"]).splitlines()
+    assert lines[0].startswith("| setting | fold1 val UA | fold2 val UA | mean |")
+    assert lines[2].rstrip().endswith("| 55.0 |  |") and lines[3].rstrip().endswith("| 70.0 | +15.0 |")
+    with pytest.raises(SystemExit) as e:
+        main(["ablation", f"x={probe}", "--folds", "fold1", "fold9"])
+    assert str(e.value).startswith("error:") and "fold9" in str(e.value)
+
+
+def test_a_lines_command_hides_the_corpus_folder(tmp_path):
+    """The setting's overrides come from its cv.json; a folder value shows as <DIR>, so a
+    committed ablation never holds a path of the machine that trained it."""
+    _fold(tmp_path / "s", "fold1", [0.5])
+    overrides = ["--data.corpus", "emodb", "--data.root", "/home/someone/EmoDB", "--data.manifest=/x/m.csv",
+                 "--trainer.max_epochs", "24"]
+    (tmp_path / "s" / "cv.json").write_text(json.dumps({"configs": ["experiments/fcn_attn_random.yaml"],
+                                                        "overrides": overrides}))
+    md = ablation.render([("s", tmp_path / "s")])
+    assert ("`--config experiments/fcn_attn_random.yaml --data.corpus emodb --data.root <DIR> "
+            "--data.manifest=<DIR> --trainer.max_epochs 24`") in md
+    assert "someone" not in md and "m.csv" not in md

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from ser_fcn.cli import main
-from ser_fcn.study import crossval, tables
+from ser_fcn.study import crossval, table_markdown, tables
 from ser_fcn.study.crossval import aggregate, run_crossval
 from ser_fcn.study.stats import mean_ci, paired_wilcoxon, smallest_p
 from ser_fcn.utils import atomic
@@ -226,7 +226,7 @@ def test_table1_compares_with_the_fcn_aggregate_of_its_runs_folder_else_its_best
     _seeded_agg(tmp_path, "fcn_attn", 0.1)
     reference, why = tables.choose_reference(1, outcomes, tmp_path)
     assert reference.row.experiment == "fcn_attn" and "fcn_attn/aggregate.json" in why
-    md = tables.render_table(1, outcomes, "quick", None, seeds=3, paired=tables.paired_tests(outcomes, reference, why))
+    md = tables.render_table(1, outcomes, "quick", None, seeds=3, paired=table_markdown.paired_tests(outcomes, reference, why))
     assert md.count("[^p") == 4  # both rows tested, each with its footnote
     assert "against **Our FCN+Attention (fcn_attn, Table II)**" in md
 

@@ -295,6 +295,22 @@ def test_finetune_rows_are_not_run_without_weights(tmp_path, monkeypatch):
     assert tables.run_row(tables.TABLE1[1], s).note.startswith(tables.OFFLINE + "; no alexnet.pth")
 
 
+def test_render_only_shows_a_fine_tuned_rows_runs_on_a_machine_without_its_weights(tmp_path, monkeypatch):
+    """--render-only reads the runs a row's folder holds before it looks for ImageNet weights: runs
+    trained elsewhere (a GPU machine) render here; a row without runs still says why it is missing."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached download
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    looked = []
+    monkeypatch.setattr(tables, "find_imagenet", lambda arch, d: looked.append(arch) or (None, tables.OFFLINE))
+    s = tables.Setup("quick", EXPERIMENTS / "profiles" / "quick.yaml", EXPERIMENTS, tmp_path / "runs", render_only=True)
+    rs = [write_results(s.runs / "alexnet_finetune" / f"fold{k}", k, cm) for k, cm in CMS.items()]
+    o = tables.run_row(tables.TABLE1[1], s)
+    assert looked == [] and o.agg["n_runs"] == 3 and o.note is None
+    assert abs(o.agg["ua"]["mean"] - sum(r["ua"] for r in rs) / 3) < 1e-9
+    assert tables.run_row(tables.TABLE1[3], s).note == tables.OFFLINE and looked == ["vgg16"]  # no runs: the lookup's verdict
+
+
 def test_an_init_override_on_the_command_line_runs_the_row_and_the_table_reads_it(tmp_path, monkeypatch, capsys):
     """Offline, fcn_attn.yaml (ImageNet) with `--model.net.init_args.weights null` trains from
     random init, and the row's initialisation comes from the resolved config of its runs."""
@@ -348,7 +364,7 @@ def test_profiles_parse():
 
 
 def test_the_made_by_command_hides_the_users_folders():
-    from ser_fcn.study.tables import FOLDER_OPTIONS, public_words
+    from ser_fcn.study.table_markdown import FOLDER_OPTIONS, public_words
 
     words = ["--corpus", "emodb", "--seeds", "2"]
     for option in FOLDER_OPTIONS:

@@ -15,7 +15,7 @@ from ser_fcn.cli import main
 from ser_fcn.corpora import emobox
 from ser_fcn.data.datamodule import SERDataModule
 from ser_fcn.corpora.folds import assert_disjoint_speakers
-from ser_fcn.study import crossval, tables
+from ser_fcn.study import crossval, table_markdown, tables
 from ser_fcn.study.references import COMMON_PROTOCOL, QUOTED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def test_fit_and_cv_on_an_emobox_folder_then_table2_says_so(box, tmp_path, monke
     agg = json.loads((out / "aggregate.json").read_text())
     assert agg["missing_folds"] == ["fold1", "fold3", "fold4", "fold5"]
     assert agg["resolved_config"]["data"]["emobox"] == str(box[0])
-    line = tables.protocol_line("paper", None, str(box[0]))
+    line = table_markdown.protocol_line("paper", None, str(box[0]))
     md = tables.render_table(2, [tables.Outcome(tables.TABLE2[0], agg=agg, init="random")], "quick", None, 5, "",
                              line, COMMON_PROTOCOL)
     assert f"EmoBox's fold files `{box[0].name}`" in md and "EmoBox's own folds" in md and "(only 1/5 runs)" in md
@@ -185,9 +185,9 @@ def test_common_protocol_is_a_named_file_and_the_table_states_it():
     path = tables.protocol_path("common", EXPERIMENTS)
     assert path == EXPERIMENTS / "protocols" / "common.yaml"
     assert tables.protocol_path("paper", EXPERIMENTS) is None
-    line = tables.protocol_line("common", path)
+    line = table_markdown.protocol_line("common", path)
     assert "`data.include_scripted=true`" in line and "`data.merge_exc=true`" in line
-    assert "exc left out" in tables.protocol_line("paper", None)
+    assert "exc left out" in table_markdown.protocol_line("paper", None)
     with pytest.raises(SystemExit, match="not found"):
         tables.protocol_path("nonesuch", EXPERIMENTS)
 

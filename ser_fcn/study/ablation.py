@@ -8,7 +8,7 @@ Each `LABEL=DIR` is a `cv` output folder: one setting trained on the same folds 
 A fold's figure is the validation UA of its best epoch (the epoch `fit` keeps and tests), read
 from the per-epoch history in its results.json. Settings are chosen on these figures alone:
 test figures are never read here. Each line also gives the setting's configs and overrides
-(cv.json), so it can be run again. A fold still training (or stopped mid-way: `cv` resumes it)
+(cv.json, folder values shown as <DIR>), so it can be run again. A fold still training (or stopped mid-way: `cv` resumes it)
 is read from its checkpoints/last.ckpt and marked with the epochs it has seen; its line then
 has no mean, since the settings are compared on finished folds only.
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 from ..utils import atomic
 from ..utils.errors import ConfigError, CorpusNotFoundError
 from .crossval import LAST_CKPT, RESULTS, SETUP
+from .table_markdown import public_words
 
 VAL_UA = "val/ua"
 
@@ -74,17 +75,23 @@ def _setup(folder: Path) -> str:
         return ""
     setup = json.loads(path.read_text())
     words = [f"--config {c}" for c in setup.get("configs", [])] + list(setup.get("overrides", []))
-    return " ".join(words)
+    return " ".join(public_words(words))  # `--data.root <DIR>`: no folder of this machine
 
 
-def render(settings: list[tuple[str, Path]], against: str | None = None) -> str:
+def render(settings: list[tuple[str, Path]], against: str | None = None, only: list[str] | None = None) -> str:
     """Markdown: one line per setting, its per-fold validation UA (%) and their mean; 'change'
     against the line above, or against the line labelled `against` (a recipe and its
-    leave-one-out lines: the recipe less each of its settings)."""
+    leave-one-out lines: the recipe less each of its settings). `only`: these folds' columns
+    (a setting read from a ten-fold table's folder, beside probes run on two of its folds)."""
     read = [(label, folder, read_setting(folder)) for label, folder in settings]
     if against is not None and against not in [label for label, _, _ in read]:
         raise ConfigError(f"--against {against!r}: no setting has that label "
                           f"(labels: {', '.join(repr(label) for label, _, _ in read)})")
+    if only:
+        missing = [f for f in only if not any(f in r for _, _, r in read)]
+        if missing:
+            raise ConfigError(f"--folds: no setting has a run of {', '.join(missing)}")
+        read = [(label, folder, {f: v for f, v in r.items() if f in only}) for label, folder, r in read]
     folds = sorted({f for _, _, r in read for f in r}, key=lambda f: (len(f), f))
     lines = [
         "| setting | " + " | ".join(f"{f} val UA" for f in folds) + " | mean | change |",
@@ -117,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="markdown file to write (default: print only)")
     p.add_argument("--against", metavar="LABEL", help="the 'change' column against this line (e.g. the recipe, "
                    "with lines of the recipe less one setting each) instead of the line above")
+    p.add_argument("--folds", nargs="+", metavar="FOLD", help="only these folds' columns (e.g. fold1 fold2), "
+                   "the others of each cv folder left out")
     a = p.parse_args(argv)
     settings = []
     for item in a.settings:
@@ -124,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         if not sep or not label:
             p.error(f"{item!r}: give LABEL=DIR")
         settings.append((label, Path(folder)))
-    md = render(settings, a.against)  # a missing folder: a UserError, one `error:` line from cli.main
+    md = render(settings, a.against, a.folds)  # a missing folder: a UserError, one `error:` line from cli.main
     print(md)
     if a.out:
         atomic.write_text(a.out, md)
