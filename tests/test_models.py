@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ser_fcn.models import AlexNetFCN, AttentionHead, FCNAttention, SegmentClassifier, load_imagenet
+from ser_fcn.models.alexnet_fcn import MaskedGroupNorm, NormAct
 from ser_fcn.models.weights import IMAGENET_WEIGHTS, WeightsError
 
 N_BINS = 200  # frequency bins of the paper's spectrogram
@@ -30,16 +31,23 @@ def _entropy(p):
     return -(p * torch.log(p.clamp_min(1e-30))).sum(1)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["paper_head", "pooled_norm"])
+@pytest.fixture(scope="module", params=["paper", "pooled_norm", "group_norm"])
 def model(request):
     """The model in eval mode; with `pooled_norm` its BatchNorm has non-trivial running
-    statistics, so that a batch mixing into another utterance's answer would show."""
+    statistics, with `group_norm` (the encoder's MaskedGroupNorm) non-trivial scales and
+    shifts, so that a batch mixing into another utterance's answer would show."""
     torch.manual_seed(0)
-    net = FCNAttention(num_classes=4, pooled_norm=request.param)
-    if request.param:
+    net = FCNAttention(num_classes=4, pooled_norm=request.param == "pooled_norm",
+                       norm="group" if request.param == "group_norm" else None)
+    if request.param == "pooled_norm":
         norm = net.head.classifier[0]
         norm.running_mean.uniform_(0.0, 2.0)
         norm.running_var.uniform_(0.5, 3.0)
+    for m in net.modules():
+        if isinstance(m, MaskedGroupNorm):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
     return net.eval()
 
 
@@ -245,6 +253,44 @@ def test_pooled_norm_uses_running_statistics_never_a_batchs_own():
     head = AttentionHead(8, 3, pooled_norm=True).train()
     logits, _ = head(torch.randn(1, 8, 2, 4))
     assert logits.shape == (1, 3)
+
+
+def test_masked_group_norm_takes_each_utterances_valid_steps_only():
+    """Each row is normalised as nn.GroupNorm normalises it alone: its own statistics over its
+    valid steps (whatever its tail holds, in training as in evaluation), and a zero tail."""
+    torch.manual_seed(0)
+    norm = MaskedGroupNorm(4, 8)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+    x = torch.randn(3, 8, 5, 40) * 3 + 1
+    lengths = torch.tensor([40, 17, 1])
+    x[1, ..., 17:] = 50.0  # a dirty tail, as a conv's bias leaves it
+    y = norm(x, lengths)
+    plain = torch.nn.GroupNorm(4, 8)
+    plain.load_state_dict(norm.state_dict())
+    for i, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(y[i : i + 1, ..., :n], plain(x[i : i + 1, ..., :n]), atol=1e-5, rtol=1e-5)
+        assert torch.all(y[i, ..., n:] == 0)
+    torch.testing.assert_close(norm(x[:1]), plain(x[:1]))  # no lengths: all steps valid
+
+
+def test_group_norm_encoder_sits_between_conv_and_activation_and_loads_imagenet_convs(alexnet_file):
+    """norm="group": a NormAct after each of the 5 convs, in the activations' places, so the
+    ImageNet conv keys still load; the norms keep their fresh init; an unknown norm is named."""
+    path, tv_state = alexnet_file
+    model = FCNAttention(num_classes=4, weights=str(path), norm="group")
+    features = model.encoder.features
+    convs = [i for i, m in enumerate(features) if isinstance(m, torch.nn.Conv2d)]
+    assert all(isinstance(features[i + 1], NormAct) for i in convs) and len(convs) == 5
+    ours = model.encoder.state_dict()
+    for key, value in tv_state.items():
+        if key.startswith("features.") and key != "features.0.weight":
+            assert torch.equal(ours[key], value), key
+    norms = [k for k in ours if ".norm." in k]
+    assert len(norms) == 10 and all(torch.all(ours[k] == (1.0 if k.endswith("weight") else 0.0)) for k in norms)
+    with pytest.raises(ValueError, match=r"'batch'.*group"):
+        FCNAttention(num_classes=4, norm="batch")
 
 
 def test_unknown_encoder_is_named():

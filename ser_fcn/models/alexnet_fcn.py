@@ -20,7 +20,10 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["LRN_AFTER", "AlexNetFCN", "LocalResponseNorm", "he_init_", "mask_time", "layer_output_length", "relu_lrn"]
+__all__ = [
+    "LRN_AFTER", "NORMS", "AlexNetFCN", "LocalResponseNorm", "MaskedGroupNorm", "NormAct", "he_init_", "mask_time",
+    "layer_output_length", "relu_lrn",
+]
 
 
 def _window_sum(v: Tensor, before: int, after: int, scale: float) -> Tensor:
@@ -86,6 +89,52 @@ def relu_lrn(lrn: bool = True) -> nn.Module:
     if not lrn:
         return nn.ReLU(inplace=True)
     return nn.Sequential(nn.ReLU(inplace=True), LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))
+
+
+class MaskedGroupNorm(nn.GroupNorm):
+    """nn.GroupNorm whose statistics are taken over each utterance's valid time steps only.
+
+    Per utterance, so an answer never depends on the batch-mates (unlike BatchNorm, whose
+    batch statistics follow the length buckets; see attention.PooledNorm), and over the valid
+    steps only, so padding a row does not change it. forward(x (B, C, F, T), lengths (B,) or
+    None: all valid) -> the normalised x, zero beyond `lengths`.
+    """
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if lengths is None:
+            return super().forward(x)
+        b, c, f, t = x.shape
+        g = self.num_groups
+        valid = (torch.arange(t, device=x.device) < lengths[:, None]).to(x.dtype)  # (B, T)
+        m = valid[:, None, None, None, :]  # (B, 1, 1, 1, T) against (B, G, C/G, F, T)
+        xg = x.reshape(b, g, c // g, f, t) * m  # the tail may hold non-zeros: leave it out
+        count = (lengths.to(x.dtype) * (c // g) * f).clamp_min(1)[:, None]  # (B, 1)
+        mean = xg.sum((2, 3, 4)) / count  # (B, G)
+        var = ((xg - mean[:, :, None, None, None]) * m).pow(2).sum((2, 3, 4)) / count
+        y = (xg - mean[:, :, None, None, None]) * torch.rsqrt(var + self.eps)[:, :, None, None, None]
+        y = y.reshape(b, c, f, t) * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return mask_time(y, lengths)
+
+
+# name -> the normalisation an encoder may put after each conv (`norm`); None: none (the paper's)
+NORMS: dict[str, type[nn.Module]] = {"group": MaskedGroupNorm}
+NORM_GROUPS = 32  # divides every AlexNet width (64, 192, 384, 256); Wu & He 2018's default
+
+
+class NormAct(nn.Module):
+    """norm(x, lengths) then the activation: what follows a conv when the encoder has `norm`.
+
+    Takes the place of the activation in `features`, so the conv keys stay torchvision's; its
+    own keys (`features.1.norm.weight`, ...) are not in an ImageNet state dict and keep their
+    fresh init (AlexNetFCN.imagenet_skip)."""
+
+    def __init__(self, norm: nn.Module, act: nn.Module) -> None:
+        super().__init__()
+        self.norm, self.act = norm, act
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        y = self.act(self.norm(x, lengths))
+        return y if lengths is None else mask_time(y, lengths)  # LRN keeps zeros zero; ReLU too
 
 
 def he_init_(module: nn.Module) -> nn.Module:
@@ -175,8 +224,10 @@ class AlexNetFCN(nn.Module):
     imagenet_arch = "alexnet"  # torchvision arch whose ImageNet weights fit `features`
     imagenet_skip = ("classifier.",)  # ImageNet keys this encoder has no place for
 
-    def __init__(self, in_channels: int = 1, lrn: bool = True) -> None:
+    def __init__(self, in_channels: int = 1, lrn: bool = True, norm: str | None = None) -> None:
         super().__init__()
+        if norm is not None and norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; known norms: {sorted(NORMS)} (or null: none, the paper's)")
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),
             relu_lrn(lrn),
@@ -192,6 +243,13 @@ class AlexNetFCN(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
+        if norm is not None:  # conv -> norm -> activation, in the activations' places
+            for i, layer in enumerate(self.features):
+                if isinstance(layer, nn.Conv2d):
+                    self.features[i + 1] = NormAct(NORMS[norm](NORM_GROUPS, layer.out_channels), self.features[i + 1])
+            self.imagenet_skip = type(self).imagenet_skip + tuple(
+                f"features.{i}.norm." for i, layer in enumerate(self.features) if isinstance(layer, NormAct)
+            )
         he_init_(self.features)
         self.min_frames = self._min_frames()
 
@@ -232,6 +290,9 @@ class AlexNetFCN(nn.Module):
                 dirty = True  # outputs past the new length read the tail or the bias
             elif _per_time_step(layer):
                 x = layer(x)
+            elif isinstance(layer, NormAct):  # reads the valid steps only, zeroes the tail
+                x = layer(x, lengths)
+                dirty = False
             else:  # any other layer may mix time steps: clean input, and mask after it
                 if dirty:
                     x = mask_time(x, lengths)

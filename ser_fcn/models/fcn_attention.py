@@ -23,6 +23,8 @@ class FCNAttention(nn.Module):
     `lrn`: LRN after conv1 and conv2 (the paper's encoder). torchvision's ImageNet AlexNet was
     trained without LRN, so under LRN its conv2..conv5 weights see rescaled inputs at first;
     fine-tuning adapts them (`lrn: false` gives the ImageNet network exactly).
+    `norm`: "group" puts a MaskedGroupNorm (per utterance, over its valid steps) between every
+    conv and its activation, a training recipe's choice for random init, not the paper's.
 
     forward(x (B, 1, F, T), lengths (B,)) -> (logits (B, num_classes), attention (B, F', T')).
     """
@@ -37,11 +39,12 @@ class FCNAttention(nn.Module):
         attn_dim: int = 256,  # the paper does not give it
         dropout: float = DROPOUT,  # the paper does not give it (attention.DROPOUT)
         pooled_norm: bool = False,  # PooledNorm on the pooled vector (AttentionHead); not in the paper
+        norm: str | None = None,  # "group": MaskedGroupNorm after every conv (alexnet_fcn.NORMS); not in the paper
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {encoder!r}; known encoders: {sorted(ENCODERS)}")
-        self.encoder = ENCODERS[encoder](lrn=lrn)
+        self.encoder = ENCODERS[encoder](lrn=lrn, norm=norm)
         if weights is not None:
             enc = self.encoder
             load_imagenet(enc, enc.imagenet_arch, weights, skip=enc.imagenet_skip)
