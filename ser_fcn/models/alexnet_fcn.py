@@ -110,10 +110,11 @@ class MaskedGroupNorm(nn.GroupNorm):
         xg = x.reshape(b, g, c // g, f, t) * m  # the tail may hold non-zeros: leave it out
         count = (lengths.to(x.dtype) * (c // g) * f).clamp_min(1)[:, None]  # (B, 1)
         mean = xg.sum((2, 3, 4)) / count  # (B, G)
-        var = ((xg - mean[:, :, None, None, None]) * m).pow(2).sum((2, 3, 4)) / count
-        y = (xg - mean[:, :, None, None, None]) * torch.rsqrt(var + self.eps)[:, :, None, None, None]
+        centred = (xg - mean[:, :, None, None, None]) * m  # zero on the tail again
+        var = centred.pow(2).sum((2, 3, 4)) / count
+        y = centred * torch.rsqrt(var + self.eps)[:, :, None, None, None]
         y = y.reshape(b, c, f, t) * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return mask_time(y, lengths)
+        return mask_time(y, lengths)  # the bias would fill the tail
 
 
 # name -> the normalisation an encoder may put after each conv (`norm`); None: none (the paper's)
@@ -133,8 +134,7 @@ class NormAct(nn.Module):
         self.norm, self.act = norm, act
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        y = self.act(self.norm(x, lengths))
-        return y if lengths is None else mask_time(y, lengths)  # LRN keeps zeros zero; ReLU too
+        return self.act(self.norm(x, lengths))  # the norm zeroes the tail; ReLU and LRN keep it zero
 
 
 def he_init_(module: nn.Module) -> nn.Module:
@@ -244,12 +244,10 @@ class AlexNetFCN(nn.Module):
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
         if norm is not None:  # conv -> norm -> activation, in the activations' places
-            for i, layer in enumerate(self.features):
-                if isinstance(layer, nn.Conv2d):
-                    self.features[i + 1] = NormAct(NORMS[norm](NORM_GROUPS, layer.out_channels), self.features[i + 1])
-            self.imagenet_skip = type(self).imagenet_skip + tuple(
-                f"features.{i}.norm." for i, layer in enumerate(self.features) if isinstance(layer, NormAct)
-            )
+            places = [i + 1 for i, layer in enumerate(self.features) if isinstance(layer, nn.Conv2d)]
+            for i in places:
+                self.features[i] = NormAct(NORMS[norm](NORM_GROUPS, self.features[i - 1].out_channels), self.features[i])
+            self.imagenet_skip = type(self).imagenet_skip + tuple(f"features.{i}.norm." for i in places)
         he_init_(self.features)
         self.min_frames = self._min_frames()
 
