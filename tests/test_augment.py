@@ -96,3 +96,19 @@ def test_the_real_speech_profile_sets_pooled_norm_on_every_corpus_table_row():
                              cwd=REPO, capture_output=True, text=True, check=True).stdout
         net = yaml.safe_load(out)["model"]["net"]
         assert net["init_args"]["pooled_norm"] is True, (row.experiment, net)
+
+
+def test_every_cosine_schedule_in_the_experiments_reaches_zero_at_the_last_epoch():
+    """A profile with a cosine decay sets T_max to its max_epochs: changing one without the other
+    would either stop training at a high rate or restart the cosine upwards."""
+    import yaml
+    from helpers import REPO
+
+    cosine = []
+    for path in sorted((REPO / "experiments").rglob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text()) or {}
+        sched = (cfg.get("model") or {}).get("scheduler") or {}
+        if str(sched.get("class_path", "")).endswith("CosineAnnealingLR"):
+            cosine.append(path.name)
+            assert sched["init_args"]["T_max"] == cfg["trainer"]["max_epochs"], path
+    assert "real_speech.yaml" in cosine
