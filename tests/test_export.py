@@ -91,3 +91,32 @@ def test_export_refuses_an_unknown_format_and_a_missing_checkpoint(tmp_path, exp
         main(["export", "--ckpt", str(exported[0]), "--format", "tflite", "--out", str(tmp_path / "m")])
     with pytest.raises(SystemExit, match="not found"):
         main(["export", "--ckpt", str(tmp_path / "none.ckpt"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+
+
+def test_a_log_mel_model_predicts_draws_and_exports_with_its_own_input(demo_corpus, tmp_path):
+    """`--data.mel true --data.n_bins 64`: the checkpoint brings its mel setting back (predict
+    computes 64 mel bands, the figure is drawn on them), and the sidecar's filters make the numpy
+    recipe of docs/inference.md compute the same input."""
+    from helpers import fit_args
+
+    from ser_fcn.cli import run_cli
+
+    run = tmp_path / "run"
+    run_cli(["fit", *fit_args(demo_corpus.root, run, "--data.mel", "true", "--data.n_bins", "64",
+                              "--data.cache_dir", str(tmp_path / "cache"), "--trainer.max_epochs", "1",
+                              "--trainer.limit_train_batches", "2", "--trainer.logger", "false")])
+    ckpt = next((run / "checkpoints").glob("best-*.ckpt"))
+    p = Predictor(ckpt)
+    assert p.cfg.mel and p.cfg.n_bins == 64
+    utt = demo_corpus.utterances[3]["path"]
+    analysis = p.analyse_file(utt)
+    assert analysis.spec.shape[0] == 64 and set(analysis.prediction.probabilities) == set(p.class_names)
+    p.figure(analysis)  # draws on the mel bands' centre frequencies
+    main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(tmp_path / "model.pt")])
+    info = json.loads((tmp_path / "model.json").read_text())["spectrogram"]
+    assert np.array(info["mel_filters"]).shape == (p.cfg.n_fft // 2 + 1, 64)
+    recipe = _readme_recipe().split("x = np.zeros")[0]  # the input lines, without the ONNX session
+    scope: dict = {}
+    exec(compile(recipe.replace("model.json", str(tmp_path / "model.json")).replace("speech.wav", str(utt)),
+                 "docs/inference.md recipe", "exec"), scope)
+    assert np.abs(scope["spec"] - analysis.spec).max() <= 1e-3 * max(1.0, np.abs(analysis.spec).max())

@@ -161,3 +161,49 @@ def test_ensure_skips_and_counts_bad_files_only_when_asked(tmp_path):
     frames, errors = cache.ensure([good, bad], progress=False, skip_bad=True)
     assert frames[0] == SpectrogramConfig().n_frames(16000) == 97 and frames[1] is None
     assert len(errors) == 1 and errors[0].path == str(bad)
+
+
+# --- log-mel input (--data.mel; not the paper's) ------------------------------------
+
+
+MEL = SpectrogramConfig(mel=True, n_bins=128)
+
+
+def test_a_tone_peaks_in_the_mel_band_centred_nearest_it_up_to_8_khz():
+    """Each row is one mel band over 0 .. 8 kHz: a tone lands in the band whose centre is nearest
+    (6 kHz, beyond the paper's 0-4 kHz bins, included)."""
+    centres = MEL.bin_frequencies()
+    assert len(centres) == 128 and np.all(np.diff(centres) > 0) and centres[-1] < 8000
+    for hz in (300.0, 1000.0, 6000.0):
+        spec = log_spectrogram(torch.tensor(tone(1.0, hz=hz), dtype=torch.float32), MEL)
+        assert spec.shape == (128, MEL.n_frames(16000))
+        assert abs(int(spec.mean(1).argmax()) - int(np.abs(centres - hz).argmin())) <= 1, hz
+
+
+def test_the_mel_spectrogram_is_torchaudios_on_the_same_frames():
+    """An independent composition (torchaudio's MelSpectrogram: power 2, HTK, no filter norm) on
+    the wave padded so its frames start where ours do gives the same log-mel."""
+    import torchaudio
+
+    wave = torch.from_numpy(np.random.default_rng(1).standard_normal(8000).astype(np.float32))
+    left = (MEL.n_fft - MEL.win_length) // 2
+    ref = torchaudio.transforms.MelSpectrogram(
+        16000, n_fft=MEL.n_fft, win_length=MEL.win_length, hop_length=MEL.hop_length, f_min=0.0, f_max=8000.0,
+        n_mels=MEL.n_bins, window_fn=torch.hamming_window, power=2.0, center=False, norm=None, mel_scale="htk")(
+        torch.nn.functional.pad(wave, (left, MEL.n_fft - MEL.win_length - left)))
+    ours = log_spectrogram(wave, MEL)
+    assert ours.shape == ref.shape
+    assert torch.allclose(ours, torch.log(ref + MEL.eps), atol=1e-3)
+
+
+def test_mel_settings_are_their_own_cache_entries_and_come_back_from_hparams():
+    assert MEL.digest() != SpectrogramConfig(n_bins=128).digest()
+    assert SpectrogramConfig.from_hparams({"mel": True, "n_bins": 128, "hop_ms": 10}) == MEL
+    assert SpectrogramConfig.from_hparams({"n_bins": 128}).mel is False
+
+
+def test_impossible_bin_counts_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="exceeds the 401 bins"):
+        SpectrogramConfig(n_bins=500)
+    with pytest.raises(ValueError, match="too narrow for a 800-point DFT"):
+        SpectrogramConfig(mel=True, n_bins=400)  # low filters narrower than the 20 Hz DFT bins

@@ -118,3 +118,11 @@ def test_the_user_sees_one_line_and_no_traceback(rows, tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {m}: duplicate utterance_id(s): {rows[2]['utterance_id']}"]
     assert done.stderr.rstrip().endswith(errors[0])
+
+
+def test_spectrogram_settings_the_dft_cannot_give_are_one_line(tmp_path):
+    assert "data.n_bins / data.mel: n_bins=500 exceeds the 401 bins" in _one_error_line(
+        _fit(tmp_path / "r", "--data.n_bins", "500"))
+    assert "mel filters are too narrow" in _one_error_line(_fit(tmp_path / "r", "--data.mel", "true", "--data.n_bins", "400"))
+    assert "data.n_bins 40: FCNAttention needs at least 63 spectrogram rows" in _one_error_line(
+        _fit(tmp_path / "r", "--data.mel", "true", "--data.n_bins", "40"))

@@ -109,6 +109,8 @@ class SERDataModule(L.LightningDataModule):
         merge_exc: IEMOCAP only: count `exc` as `hap`.
         include_scripted: IEMOCAP only: keep scripted dialogs too (the paper does not).
         win_ms, hop_ms, n_fft, n_bins: spectrogram settings (the paper's by default).
+        mel: n_bins log-mel bands over 0 .. 8 kHz instead of the n_bins lowest DFT bins (not the
+            paper's; e.g. `--data.mel true --data.n_bins 128`).
         cache_dir: where spectrograms, manifests and the demo corpus are kept.
         cache_dtype: float16 (default; half the memory) or float32.
         max_frames_per_batch: cap on padded frames (batch size x longest) per training batch;
@@ -135,6 +137,7 @@ class SERDataModule(L.LightningDataModule):
         hop_ms: float = SpectrogramConfig.hop_ms,
         n_fft: int = SpectrogramConfig.n_fft,
         n_bins: int = SpectrogramConfig.n_bins,
+        mel: bool = SpectrogramConfig.mel,
         cache_dir: str | None = None,
         cache_dtype: str = "float16",
         max_frames_per_batch: int = MAX_FRAMES_PER_BATCH,
@@ -164,7 +167,10 @@ class SERDataModule(L.LightningDataModule):
             raise ConfigError(f"data.merge_exc / data.include_scripted apply to IEMOCAP only, not to data.corpus {corpus}")
         self.save_hyperparameters()
         self.classes = list(classes) if classes else label_map_classes(emobox) if emobox else list(reader.classes)
-        self.spec = SpectrogramConfig.from_hparams(self.hparams)
+        try:
+            self.spec = SpectrogramConfig.from_hparams(self.hparams)
+        except ValueError as e:
+            raise ConfigError(f"data.n_bins / data.mel: {e}") from None
         self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache = FeatureCache(self.cache_root / "features", self.spec, cache_dtype)
         self.split: FoldSplit | None = None

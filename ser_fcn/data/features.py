@@ -40,6 +40,37 @@ class SpectrogramConfig:
     n_fft: int = 800  # DFT length 800
     n_bins: int = 200  # the 200 lowest bins: 0 .. 4 kHz at 16 kHz
     eps: float = 1e-6  # log floor: a silent frame gives log(eps), finite
+    # not the paper's: n_bins mel filters over 0 .. sample_rate / 2 (the log-mel input of most
+    # published SER systems) in place of the n_bins lowest DFT bins
+    mel: bool = False
+
+    def __post_init__(self):
+        if self.mel:
+            empty = (self.mel_filters().sum(0) == 0).nonzero().flatten().tolist()
+            if empty:
+                raise ValueError(f"n_bins={self.n_bins} mel filters are too narrow for a {self.n_fft}-point DFT: "
+                                 f"filter(s) {empty[:5]} cover no DFT bin; use fewer mel bins or a larger n_fft")
+        elif self.n_bins > self.n_fft // 2 + 1:
+            raise ValueError(f"n_bins={self.n_bins} exceeds the {self.n_fft // 2 + 1} bins of a {self.n_fft}-point DFT")
+
+    def mel_filters(self) -> torch.Tensor:
+        """(n_fft // 2 + 1, n_bins) triangular filters, HTK mel scale, unnormalised (torchaudio's)."""
+        import warnings
+
+        import torchaudio.functional as AF
+
+        with warnings.catch_warnings():  # an all-zero filter: __post_init__ says so, naming it
+            warnings.simplefilter("ignore", UserWarning)
+            return AF.melscale_fbanks(self.n_fft // 2 + 1, 0.0, self.sample_rate / 2, self.n_bins, self.sample_rate,
+                                      norm=None, mel_scale="htk")
+
+    def bin_frequencies(self) -> np.ndarray:
+        """Hz of each of the n_bins rows: a DFT bin's frequency, or a mel filter's centre."""
+        if self.mel:
+            import librosa
+
+            return librosa.mel_frequencies(self.n_bins + 2, fmin=0.0, fmax=self.sample_rate / 2, htk=True)[1:-1]
+        return np.arange(self.n_bins) * self.sample_rate / self.n_fft
 
     @property
     def win_length(self) -> int:
@@ -56,20 +87,22 @@ class SpectrogramConfig:
     @classmethod
     def from_hparams(cls, hparams: dict) -> "SpectrogramConfig":
         """The settings a run used, from its data module's hyperparameters (others: defaults)."""
-        known = {f.name: f.type for f in dataclasses.fields(cls) if f.name in hparams}
-        return cls(**{name: float(hparams[name]) if kind == "float" else int(hparams[name]) for name, kind in known.items()})
+        cast = {"float": float, "int": int, "bool": bool}
+        return cls(**{f.name: cast[f.type](hparams[f.name]) for f in dataclasses.fields(cls) if f.name in hparams})
 
     def digest(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + f"|format{_FORMAT}"
+        settings = dataclasses.asdict(self)
+        if not self.mel:  # linear bins: the digest (and cache) they had before the mel option
+            del settings["mel"]
+        blob = json.dumps(settings, sort_keys=True) + f"|format{_FORMAT}"
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 def log_spectrogram(wave: torch.Tensor, cfg: SpectrogramConfig = SpectrogramConfig()) -> torch.Tensor:
-    """`(n_bins, n_frames)` natural-log STFT magnitude of a 1-D wave at `cfg.sample_rate`."""
+    """`(n_bins, n_frames)` natural-log STFT magnitude of a 1-D wave at `cfg.sample_rate`
+    (`cfg.mel`: the natural log of the mel-filtered power |STFT|^2)."""
     if wave.numel() < cfg.win_length:
         raise ValueError(f"{wave.numel()} samples is shorter than one {cfg.win_ms:g} ms window")
-    if cfg.n_bins > cfg.n_fft // 2 + 1:
-        raise ValueError(f"n_bins={cfg.n_bins} exceeds the {cfg.n_fft // 2 + 1} bins of a {cfg.n_fft}-point DFT")
     # torch.stft centres the window inside each n_fft-long frame; padding the signal by
     # that offset makes frame k the 40 ms of audio starting at sample k * hop, zero-padded
     # to the 800-point DFT (the window is 0 on the padding, so no audio is invented).
@@ -84,6 +117,8 @@ def log_spectrogram(wave: torch.Tensor, cfg: SpectrogramConfig = SpectrogramConf
         center=False,
         return_complex=True,
     )
+    if cfg.mel:
+        return torch.log(cfg.mel_filters().T @ spec.abs().square() + cfg.eps)
     return torch.log(spec[: cfg.n_bins].abs() + cfg.eps)
 
 

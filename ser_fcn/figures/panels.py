@@ -37,11 +37,11 @@ def draw_panels(panels: list[Panel], cfg: SpectrogramConfig, grid: CellGrid, wid
         n_bins, n_frames = p.spec.shape
         # frame k is the window starting at k * hop: its centre is at k * hop + win / 2
         times = (np.arange(n_frames) * cfg.hop_length + cfg.win_length / 2) / cfg.sample_rate
-        freqs = np.arange(n_bins) * cfg.sample_rate / cfg.n_fft
+        freqs = cfg.bin_frequencies()[:n_bins]
         common = dict(x_coords=times, y_coords=freqs, x_axis="time", y_axis="hz", sr=cfg.sample_rate)
         top, bottom = axes[0, j], axes[1, j]
         img = librosa.display.specshow(p.spec, ax=top, cmap="magma", **common)
-        fig.colorbar(img, ax=top, pad=0.01, label="ln |STFT|" if j == n - 1 else None)
+        fig.colorbar(img, ax=top, pad=0.01, label=("ln mel power" if cfg.mel else "ln |STFT|") if j == n - 1 else None)
         top.set_title(p.title, fontsize=9)
         if p.attention is not None:
             up = upsample_attention(p.attention, n_bins, n_frames, grid)

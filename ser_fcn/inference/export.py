@@ -4,8 +4,8 @@ Writes the trained model as one file that runs without this package, Lightning o
 PyTorch. Input: the log spectrogram, not the waveform: the STFT is left out so that the file
 runs the same in every runtime (a user computes the spectrogram with numpy: docs/inference.md).
 
-    inputs  spectrogram  float32 (batch, 1, n_bins, frames), ln |STFT| as
-                         ser_fcn.data.features.log_spectrogram computes it, zero beyond lengths
+    inputs  spectrogram  float32 (batch, 1, n_bins, frames), ln |STFT| (or ln of its mel-filtered
+                         power) as ser_fcn.data.features.log_spectrogram computes it, zero beyond lengths
             lengths      int64 (batch,)  valid frames of each row
     output  probabilities float32 (batch, classes)
 
@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.features import SpectrogramConfig
 from ..models.alexnet_fcn import LocalResponseNorm
 from ..utils import atomic
 from .checkpoint import load_checkpoint
@@ -82,8 +83,15 @@ def export(ckpt: str | Path, fmt: str, out: str | Path) -> dict:
         with torch.no_grad():
             torch.jit.trace(model, args, check_trace=False).save(str(out))
     return {"file": str(out), "format": fmt, "classes": list(module.class_names), "min_frames": min_frames,
-            "spectrogram": {"sample_rate": cfg.sample_rate, "win_length": cfg.win_length, "hop_length": cfg.hop_length,
-                            "n_fft": cfg.n_fft, "n_bins": cfg.n_bins, "window": "hamming", "eps": cfg.eps}}
+            "spectrogram": spectrogram_settings(cfg)}
+
+
+def spectrogram_settings(cfg: SpectrogramConfig) -> dict:
+    """What the sidecar tells a user to compute the input with (docs/inference.md's numpy recipe)."""
+    return {"sample_rate": cfg.sample_rate, "win_length": cfg.win_length, "hop_length": cfg.hop_length,
+            "n_fft": cfg.n_fft, "n_bins": cfg.n_bins, "window": "hamming", "eps": cfg.eps,
+            # --data.mel: (n_fft // 2 + 1) x n_bins filters applied to |STFT|^2; None: the lowest bins of |STFT|
+            "mel_filters": cfg.mel_filters().tolist() if cfg.mel else None}
 
 
 def main(argv: list[str] | None = None) -> None:

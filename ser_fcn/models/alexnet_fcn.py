@@ -250,6 +250,7 @@ class AlexNetFCN(nn.Module):
             self.imagenet_skip = type(self).imagenet_skip + tuple(f"features.{i}.norm." for i in places)
         he_init_(self.features)
         self.min_frames = self._min_frames()
+        self.min_bins = self.min_frames  # square kernels, strides and pools: frequency needs what time needs
 
     def _min_frames(self) -> int:
         """The shortest input (frames) for which every layer keeps >= 1 time step."""

@@ -58,6 +58,11 @@ class FCNAttention(nn.Module):
         """Shortest input (frames) the encoder maps to >= 1 step; shorter ones are zero-padded."""
         return self.encoder.min_frames
 
+    @property
+    def min_bins(self) -> int:
+        """Fewest spectrogram rows the encoder maps to >= 1 step (data.n_bins must reach it)."""
+        return self.encoder.min_bins
+
     def output_lengths(self, lengths: Tensor) -> Tensor:
         """Valid time steps of the attention map for inputs of `lengths` frames."""
         return self.encoder.output_lengths(lengths)

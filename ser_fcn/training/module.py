@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from ..configs import base_optimizer
 from ..data.collate import lengths_to_mask
 from ..data.features import SpectrogramConfig
+from ..utils.errors import ConfigError
 from .augment import SpecAugment
 from .metrics import UtterancePosteriors, confusion_scores
 
@@ -47,6 +48,8 @@ class SERModule(L.LightningModule):
         augment: SpecAugment | None = None,
     ):
         super().__init__()
+        if n_bins < getattr(net, "min_bins", 0):
+            raise ConfigError(f"data.n_bins {n_bins}: {type(net).__name__} needs at least {net.min_bins} spectrogram rows")
         self.save_hyperparameters(ignore=["net", "augment"])  # inference never augments
         self.net = net
         self.augment = augment
