@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .crossval import config_setting
+from .crossval import config_setting, format_duration
 
 PROBE_BATCHES = 4  # timed: the batches after the first (warm-up)
 TIMER = "ser_fcn.training.callbacks.EpochTimer"
@@ -73,6 +73,6 @@ def row_hours(epoch_s: float, max_epochs: int, runs: int) -> float:
 def needs_gpu_note(measured: dict, epoch_s: float, max_epochs: int, runs: int) -> str:
     """The table cell of a row this machine cannot train within the budget."""
     hours = row_hours(epoch_s, max_epochs, runs)
-    return (f"needs a GPU: about {hours:.0f} h on this machine (a training epoch measured at {epoch_s / 60:.0f} min: "
+    return (f"needs a GPU: about {hours:.0f} h on this machine (a training epoch measured at {format_duration(epoch_s)}: "
             f"{measured['seconds_per_batch']:.1f} s per batch, median of {measured['timed_batches']} batches of fold 1, "
             f"x {round(epoch_s / measured['seconds_per_batch'])} batches; x {max_epochs} epochs (the cap) x {runs} runs)")

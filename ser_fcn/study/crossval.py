@@ -297,7 +297,7 @@ def _check_setup(out: Path, setup: dict) -> None:
     atomic.write_json(path, setup)
 
 
-def _fmt_time(s: float) -> str:
+def format_duration(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
@@ -393,12 +393,12 @@ def _train_runs(plan: list[Run], out: Path, configs: Sequence[str], overrides: S
         wall = time.monotonic() - start
         trained.append(wall)
         left = len(todo) - len(trained)
-        eta = f", ~{_fmt_time(left * sum(trained) / len(trained))} left" if left else ""
+        eta = f", ~{format_duration(left * sum(trained) / len(trained))} left" if left else ""
         if code == 0 and (run_dir / RESULTS).is_file():
             _finish_run(run_dir, cmd, log, wall, keep_checkpoints)
             r = json.loads((run_dir / RESULTS).read_text())
-            print(f"{tag} WA {100 * r['wa']:.1f}  UA {100 * r['ua']:.1f}  in {_fmt_time(wall)}"
-                  f"  (elapsed {_fmt_time(time.monotonic() - t0)}{eta})", flush=True)
+            print(f"{tag} WA {100 * r['wa']:.1f}  UA {100 * r['ua']:.1f}  in {format_duration(wall)}"
+                  f"  (elapsed {format_duration(time.monotonic() - t0)}{eta})", flush=True)
         else:
             failed.append(run.name)
             _report_failure(tag, code, wall, log)
@@ -419,7 +419,7 @@ def _finish_run(run_dir: Path, cmd: list[str], log: Path, wall: float, keep_chec
 
 def _report_failure(tag: str, code: int, wall: float, log: Path) -> None:
     tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
-    print(f"{tag} FAILED (exit code {code}) after {_fmt_time(wall)}; last lines of {log}:", flush=True)
+    print(f"{tag} FAILED (exit code {code}) after {format_duration(wall)}; last lines of {log}:", flush=True)
     print("\n".join("      " + t for t in tail), flush=True)
 
 
