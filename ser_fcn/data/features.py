@@ -10,6 +10,7 @@ cache leave it whole.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -54,15 +55,9 @@ class SpectrogramConfig:
             raise ValueError(f"n_bins={self.n_bins} exceeds the {self.n_fft // 2 + 1} bins of a {self.n_fft}-point DFT")
 
     def mel_filters(self) -> torch.Tensor:
-        """(n_fft // 2 + 1, n_bins) triangular filters, HTK mel scale, unnormalised (torchaudio's)."""
-        import warnings
-
-        import torchaudio.functional as AF
-
-        with warnings.catch_warnings():  # an all-zero filter: __post_init__ says so, naming it
-            warnings.simplefilter("ignore", UserWarning)
-            return AF.melscale_fbanks(self.n_fft // 2 + 1, 0.0, self.sample_rate / 2, self.n_bins, self.sample_rate,
-                                      norm=None, mel_scale="htk")
+        """(n_fft // 2 + 1, n_bins) triangular filters, HTK mel scale, unnormalised (torchaudio's).
+        Built once per setting and shared (every spectrogram applies it): read it, never modify it."""
+        return _mel_filterbank(self.n_fft // 2 + 1, self.n_bins, self.sample_rate)
 
     def bin_frequencies(self) -> np.ndarray:
         """Hz of each of the n_bins rows: a DFT bin's frequency, or a mel filter's centre."""
@@ -96,6 +91,17 @@ class SpectrogramConfig:
             del settings["mel"]
         blob = json.dumps(settings, sort_keys=True) + f"|format{_FORMAT}"
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_filterbank(n_freqs: int, n_bins: int, sample_rate: int) -> torch.Tensor:
+    import warnings
+
+    import torchaudio.functional as AF
+
+    with warnings.catch_warnings():  # an all-zero filter: SpectrogramConfig.__post_init__ says so, naming it
+        warnings.simplefilter("ignore", UserWarning)
+        return AF.melscale_fbanks(n_freqs, 0.0, sample_rate / 2, n_bins, sample_rate, norm=None, mel_scale="htk")
 
 
 def log_spectrogram(wave: torch.Tensor, cfg: SpectrogramConfig = SpectrogramConfig()) -> torch.Tensor:
