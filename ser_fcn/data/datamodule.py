@@ -18,6 +18,7 @@ from .collate import pad_collate, segment_collate
 from ..corpora.demo_corpus import REGIONS_NAME, UTTERANCES_PER_SPEAKER, generate_demo_corpus
 from ..corpora.emobox import emobox_split, fold_keys, label_map_classes, read_emobox_fold
 from .segments import segment_spans
+from .speaker_norm import SpeakerStats, speaker_statistics, standardise
 from .features import FeatureCache, SpectrogramConfig
 from ..corpora.folds import FoldSplit, make_fold
 from ..corpora.iemocap import read_iemocap
@@ -48,8 +49,10 @@ class SpectrogramDataset(Dataset):
         frames: list[int],
         classes: list[str],
         segment_frames: int | None = None,
+        speaker_stats: dict[str, SpeakerStats] | None = None,
     ):
         self.cache, self.rows, self.indices = cache, rows, indices
+        self.speaker_stats = speaker_stats  # speaker -> per-bin (mean, std): standardise with them
         self.class_index = {c: i for i, c in enumerate(classes)}
         self.segment_frames = segment_frames
         self.items: list[tuple[int, int, int, int]] = []  # (position in split, row, start, stop)
@@ -79,9 +82,11 @@ class SpectrogramDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         pos, row, start, stop = self.items[i]
         utt = self.rows[row]
-        feats = self.cache.load(utt.path)[:, start:stop]
+        feats = self.cache.load(utt.path)[:, start:stop].astype(np.float32)
+        if self.speaker_stats is not None:
+            feats = standardise(feats, self.speaker_stats[utt.speaker])
         return {
-            "features": torch.from_numpy(feats.astype(np.float32)),
+            "features": torch.from_numpy(feats),
             "label": self.class_index[utt.label],
             "utt_index": pos,
             "utterance_id": utt.utterance_id,
@@ -116,6 +121,9 @@ class SERDataModule(L.LightningDataModule):
         max_frames_per_batch: cap on padded frames (batch size x longest) per training batch;
             validation and test batches take twice as many (no gradients).
         num_buckets: length buckets of the sampler (defaults: data/sampler.py, measured by `make bench`).
+        speaker_norm: standardise every bin with its speaker's mean and std over all of that
+            speaker's utterances, test speakers' included (no labels used; data/speaker_norm.py).
+            Not the paper's.
         segmented: cut utterances into `segment_frames` segments (the baselines' input).
         skip_bad_audio: skip (and count) unusable wav files instead of stopping.
         demo_utterances_per_speaker: size of the demo corpus when it is used.
@@ -142,6 +150,7 @@ class SERDataModule(L.LightningDataModule):
         cache_dtype: str = "float16",
         max_frames_per_batch: int = MAX_FRAMES_PER_BATCH,
         num_buckets: int = NUM_BUCKETS,
+        speaker_norm: bool = False,
         segmented: bool = False,
         segment_frames: int = 300,  # 3 s segments at 10 ms shift (Satt et al. 2017, the paper's baselines)
         num_workers: int = 0,
@@ -179,6 +188,7 @@ class SERDataModule(L.LightningDataModule):
         self.class_counts: list[int] = []
         self.feature_mean: torch.Tensor | None = None
         self.feature_std: torch.Tensor | None = None
+        self.speaker_stats: dict[str, SpeakerStats] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -294,11 +304,14 @@ class SERDataModule(L.LightningDataModule):
             self.split = split = make_fold(rows, hp.fold, hp.swap_speakers)
         log.info("%s", split.describe())
         seg = hp.segment_frames if hp.segmented else None
+        self.speaker_stats = (
+            speaker_statistics([r.speaker for r in rows], lambda i: self.cache.load(rows[i].path)) if hp.speaker_norm else None
+        )
         for name in ("train", "val", "test"):
             idx = getattr(split, name)
             if not idx:
                 raise ConfigError(f"{split.describe()}: the {name} split is empty")
-            self.datasets[name] = SpectrogramDataset(self.cache, rows, idx, [frames[i] for i in idx], self.classes, seg)
+            self.datasets[name] = SpectrogramDataset(self.cache, rows, idx, [frames[i] for i in idx], self.classes, seg, self.speaker_stats)
         # Class weights follow what the loss sees: segments in segmented mode, else utterances.
         counts = Counter(rows[row].label for _, row, _, _ in self.datasets["train"].items)
         self.class_counts = [counts[c] for c in self.classes]
@@ -306,13 +319,19 @@ class SERDataModule(L.LightningDataModule):
         log.info("train class counts: %s", dict(zip(self.classes, self.class_counts)))
         log.info("utterances per speaker and class:\n%s", count_table(rows, self.classes))
 
+    def features(self, row: Utterance) -> np.ndarray:
+        """A row's whole-utterance features (float32) as the model's input sees them: from the
+        cache, standardised with its speaker's statistics under speaker_norm."""
+        feats = self.cache.load(row.path).astype(np.float32)
+        return standardise(feats, self.speaker_stats[row.speaker]) if self.speaker_stats is not None else feats
+
     def _train_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-frequency-bin mean and std over every training frame (float64 sums)."""
         total = np.zeros(self.spec.n_bins)
         total_sq = np.zeros(self.spec.n_bins)
         frames = 0
         for i in self.split.train:
-            feats = self.cache.load(self.rows[i].path).astype(np.float64)
+            feats = self.features(self.rows[i]).astype(np.float64)
             total += feats.sum(1)
             total_sq += (feats * feats).sum(1)
             frames += feats.shape[1]
