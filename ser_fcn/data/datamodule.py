@@ -304,9 +304,7 @@ class SERDataModule(L.LightningDataModule):
             self.split = split = make_fold(rows, hp.fold, hp.swap_speakers)
         log.info("%s", split.describe())
         seg = hp.segment_frames if hp.segmented else None
-        self.speaker_stats = (
-            speaker_statistics([r.speaker for r in rows], lambda i: self.cache.load(rows[i].path)) if hp.speaker_norm else None
-        )
+        self.speaker_stats = self.speaker_stats_of(rows)
         for name in ("train", "val", "test"):
             idx = getattr(split, name)
             if not idx:
@@ -318,6 +316,13 @@ class SERDataModule(L.LightningDataModule):
         self.feature_mean, self.feature_std = self._train_statistics()
         log.info("train class counts: %s", dict(zip(self.classes, self.class_counts)))
         log.info("utterances per speaker and class:\n%s", count_table(rows, self.classes))
+
+    def speaker_stats_of(self, rows: list[Utterance]) -> dict[str, SpeakerStats] | None:
+        """Under speaker_norm, each speaker's per-bin statistics over its rows of `rows` (cached
+        features; every split's speakers alike: no labels are used); else None."""
+        if not self.hparams.speaker_norm:
+            return None
+        return speaker_statistics([r.speaker for r in rows], lambda i: self.cache.load(rows[i].path))
 
     def features(self, row: Utterance) -> np.ndarray:
         """A row's whole-utterance features (float32) as the model's input sees them: from the

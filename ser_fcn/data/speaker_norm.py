@@ -56,9 +56,10 @@ def speaker_statistics(speakers: list[str], load: Callable[[int], np.ndarray | t
     return stats
 
 
-def own_statistics(items: list[np.ndarray | torch.Tensor]) -> SpeakerStats:
-    """(mean, std) over the frames of `items` taken as one speaker's (a file's own: [spec])."""
-    return speaker_statistics(["speaker"] * len(items), lambda i: items[i])["speaker"]
+def own_statistics(n: int, load: Callable[[int], np.ndarray | torch.Tensor]) -> SpeakerStats:
+    """(mean, std) over the frames of items 0..n-1 (`load(i)`) taken as one speaker's: the audio
+    at hand standing for its speaker (one file: `own_statistics(1, lambda _: spec)`)."""
+    return speaker_statistics(["speaker"] * n, load)["speaker"]
 
 
 def standardise(feats: Features, stats: SpeakerStats) -> Features:

@@ -81,7 +81,9 @@ def evaluate(ckpt: str | Path, rows: list[Utterance], label_map: dict[str, str] 
     frames, bad = dm.cache.ensure([r.path for r in rows], progress=progress, skip_bad=True)
     keep = [i for i, n in enumerate(frames) if n is not None]
     seg = int(dm_hp.get("segment_frames", 300)) if dm_hp.get("segmented") else None
-    ds = SpectrogramDataset(dm.cache, rows, keep, [frames[i] for i in keep], classes, seg)
+    # data.speaker_norm: each evaluated speaker standardised with its own statistics, as in training
+    stats = dm.speaker_stats_of([rows[i] for i in keep])
+    ds = SpectrogramDataset(dm.cache, rows, keep, [frames[i] for i in keep], classes, seg, stats)
     post = posteriors(module, dm.loader(ds))
     scored = [rows[keep[u]] for u in sorted(post)]
     y_true = np.array([post[u][1] for u in sorted(post)])

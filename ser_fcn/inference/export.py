@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..data.features import SpectrogramConfig
+from ..data.speaker_norm import STD_FLOOR
 from ..models.alexnet_fcn import LocalResponseNorm
 from ..utils import atomic
 from .checkpoint import load_checkpoint
@@ -67,7 +68,7 @@ def export(ckpt: str | Path, fmt: str, out: str | Path) -> dict:
     """Write the file; returns what a user needs to feed it (also printed by `main`)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    module, cfg, _ = load_checkpoint(ckpt)
+    module, cfg, dm_hp = load_checkpoint(ckpt)
     model = ExportedModel(module).eval()
     min_frames = int(getattr(module.net, "min_frames", 1))
     out = Path(out)
@@ -83,7 +84,10 @@ def export(ckpt: str | Path, fmt: str, out: str | Path) -> dict:
         with torch.no_grad():
             torch.jit.trace(model, args, check_trace=False).save(str(out))
     return {"file": str(out), "format": fmt, "classes": list(module.class_names), "min_frames": min_frames,
-            "spectrogram": spectrogram_settings(cfg)}
+            "spectrogram": spectrogram_settings(cfg),
+            # --data.speaker_norm: standardise each bin of the log spectrogram with its speaker's mean and
+            # std (of one file: its own) before the model, std floored at std_floor (data/speaker_norm.py)
+            "speaker_norm": {"std_floor": STD_FLOOR} if dm_hp.get("speaker_norm") else None}
 
 
 def spectrogram_settings(cfg: SpectrogramConfig) -> dict:

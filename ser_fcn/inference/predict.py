@@ -11,6 +11,11 @@ the exit status is 1 when any file failed. Flags: "silent" (peak below -80 dBFS:
 answer means nothing), "shorter than the receptive field, padded" (fewer frames than
 the encoder's `min_frames`: zero-padded up to it, as the model does).
 
+A model trained with `data.speaker_norm` standardises each file with the file's own statistics
+(the timeline: those of its speech regions), standing for its speaker's; `--same-speaker`
+pools them over all the files given, as training pooled a speaker's utterances
+(data/speaker_norm.py).
+
 `--timeline [--window 8.0] [--hop 2.0] [--exact_windows]`: emotion over time as well, a
 "timeline" list in each JSON line: windows over the speech, pauses labelled "pause"
 (inference/timeline.py says how regions and windows are found and scored). A file longer
@@ -33,12 +38,14 @@ import torch
 
 from ..corpora.audio import AudioError, load_audio
 from ..data.features import SpectrogramConfig, log_spectrogram
+from ..data.speaker_norm import SpeakerStats, own_statistics, standardise
 from .checkpoint import load_checkpoint
 from ..models.receptive_field import CellGrid, encoder_grid
 from ..figures.panels import Panel, draw_panels
 from ..training.forward import attention_of, segmented_probs
 from ..figures.timeline import save_timeline_figures
-from .timeline import DEFAULT_HOP_S, DEFAULT_WINDOW_S, encode_regions, summarise, supports_shared, timeline, whole_file_probs
+from .timeline import (DEFAULT_HOP_S, DEFAULT_WINDOW_S, encode_regions, speech_statistics, summarise, supports_shared,
+                       timeline, whole_file_probs)
 from .vad import speech_regions
 
 log = logging.getLogger(__name__)
@@ -100,9 +107,40 @@ class Predictor:
         self.class_names: list[str] = list(self.module.class_names)
         self.min_frames = int(getattr(self.module.net, "min_frames", 1))
         self.grid: CellGrid | None = encoder_grid(self.module.net.encoder) if hasattr(self.module.net, "encoder") else None
+        self.speaker_norm = bool(data_hparams.get("speaker_norm"))  # standardise inputs as training did
+        self.speaker_stats: SpeakerStats | None = None  # --same-speaker: every file's; None: each file's own
 
-    def analyse_wave(self, wave: torch.Tensor, path: str = "<wave>") -> Analysis:
-        """`wave`: 1-D float at the model's sample rate."""
+    def pool_speaker(self, paths: list[Path]) -> list[str]:
+        """--same-speaker: standardise every file with statistics over all of `paths` (a
+        speaker_norm model; others need none). Returns the problems of the files left out."""
+        if not self.speaker_norm:
+            return []
+        problems = []
+
+        def load(i: int) -> torch.Tensor:  # one file at a time: only the sums are kept
+            try:
+                return log_spectrogram(load_audio(paths[i], self.cfg.sample_rate), self.cfg)
+            except (AudioError, ValueError) as err:
+                problems.append(f"{paths[i]}: {getattr(err, 'problem', err)}")
+                return torch.zeros(self.cfg.n_bins, 0)
+
+        try:
+            self.speaker_stats = own_statistics(len(paths), load)
+        except ValueError:  # not one frame in any file: each file fails on its own below
+            self.speaker_stats = None
+        return problems
+
+    def model_input(self, spec: torch.Tensor, stats: SpeakerStats | None = None) -> torch.Tensor:
+        """The spectrogram as the model was trained on it: under speaker_norm standardised with
+        `stats`, else the --same-speaker ones, else the spectrogram's own."""
+        if not self.speaker_norm:
+            return spec
+        if stats is None:
+            stats = self.speaker_stats if self.speaker_stats is not None else own_statistics(1, lambda _: spec)
+        return standardise(spec, stats)
+
+    def analyse_wave(self, wave: torch.Tensor, path: str = "<wave>", stats: SpeakerStats | None = None) -> Analysis:
+        """`wave`: 1-D float at the model's sample rate; `stats`: see `model_input`."""
         cfg: SpectrogramConfig = self.cfg
         pred = Prediction(str(path), duration_s=round(wave.numel() / cfg.sample_rate, 4))
         if wave.numel() < cfg.win_length:
@@ -112,12 +150,13 @@ class Predictor:
         if float(wave.abs().max()) < SILENCE_PEAK:
             pred.flags.append(FLAG_SILENT)
         spec = log_spectrogram(wave, cfg)
+        x = self.model_input(spec, stats)
         if self.segment_frames:
-            probs, att = segmented_probs(self.module, spec, self.segment_frames), None
+            probs, att = segmented_probs(self.module, x, self.segment_frames), None
         else:
             if spec.shape[-1] < self.min_frames:
                 pred.flags.append(FLAG_SHORT)
-            probs, att = attention_of(self.module, spec)
+            probs, att = attention_of(self.module, x)
         pred.probabilities = {c: float(p) for c, p in zip(self.class_names, probs)}
         pred.label = self.class_names[int(np.argmax(probs))]
         return Analysis(pred, spec.numpy(), att)
@@ -137,8 +176,11 @@ class Predictor:
         except AudioError as e:
             return Analysis(Prediction(str(path), error=e.problem))
         regions = speech_regions(wave, self.cfg.sample_rate)
+        stats = None
+        if self.speaker_norm:
+            stats = self.speaker_stats if self.speaker_stats is not None else speech_statistics(wave, self.cfg, regions)
         shared = not exact and supports_shared(self.module.net)
-        cells = encode_regions(self.module, wave, self.cfg, regions) if shared else None
+        cells = encode_regions(self.module, wave, self.cfg, regions, stats=stats) if shared else None
         if cells and wave.numel() > LONG_FILE_S * self.cfg.sample_rate:
             probs = whole_file_probs(self.module, torch.cat(cells, -1))  # pooled over the speech only
             pred = Prediction(str(path), self.class_names[int(np.argmax(probs))],
@@ -148,10 +190,10 @@ class Predictor:
                 pred.flags.append(FLAG_SILENT)
             analysis = Analysis(pred)
         else:
-            analysis = self.analyse_wave(wave, str(path))
+            analysis = self.analyse_wave(wave, str(path), stats)
         if analysis.prediction.error is None:
             analysis.prediction.timeline = timeline(self.module, wave, self.cfg, self.class_names, window_s, hop_s,
-                                                    regions, cells)
+                                                    regions, cells, stats=stats)
         return analysis
 
     def figure(self, analysis: Analysis):
@@ -214,14 +256,21 @@ def _analyse(predictor: Predictor, path: Path, timeline_args: dict | None) -> An
 
 def run(ckpt: str | Path, inputs: list[str | Path], out: str | Path | None = None,
         figures: str | Path | None = None, device: str = "cpu", stream=None,
-        timeline_args: dict | None = None) -> list[Prediction]:
+        timeline_args: dict | None = None, same_speaker: bool = False) -> list[Prediction]:
     """Predict every file of `inputs`; print the table and summary to `stream` (stdout).
-    `timeline_args` ({window_s, hop_s, exact}): add each file's timeline."""
+    `timeline_args` ({window_s, hop_s, exact}): add each file's timeline. `same_speaker`: the
+    files are one speaker's (a speaker_norm model standardises them with their pooled statistics)."""
     stream = stream or sys.stdout
     predictor = Predictor(ckpt, device)
     if timeline_args is not None and not timeline_args.get("exact") and not supports_shared(predictor.module.net):
         print("timeline: this model has no attention head; each window is run alone", file=stream)
     files = collect_files(inputs)
+    if same_speaker and not predictor.speaker_norm:
+        print("--same-speaker: this model was trained without data.speaker_norm; it changes nothing", file=stream)
+    elif same_speaker:
+        left_out = predictor.pool_speaker(files)
+        print(f"--same-speaker: standardised with the statistics of {len(files) - len(left_out)} of {len(files)} files"
+              + "".join(f"\n  left out of them: {p}" for p in left_out), file=stream)
     fig_dir = Path(figures) if figures else None
     if fig_dir:
         fig_dir.mkdir(parents=True, exist_ok=True)
@@ -278,13 +327,17 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"timeline hop inside a longer region, seconds (default {DEFAULT_HOP_S:g}; starts snap to 0.32 s)")
     parser.add_argument("--exact_windows", action="store_true",
                    help="run each window alone (exact, ~window/hop times slower) instead of one shared encoding")
+    parser.add_argument("--same-speaker", action="store_true",
+                        help="the files are one speaker's: a model trained with data.speaker_norm standardises them with "
+                             "statistics over all of them (default: each file's own)")
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
     args = parser.parse_args(argv)
     if args.timeline and not 0 < args.hop <= args.window:
         parser.error(f"--hop must be > 0 and <= --window (got --window {args.window:g} --hop {args.hop:g})")
     try:
         timeline_args = dict(window_s=args.window, hop_s=args.hop, exact=args.exact_windows) if args.timeline else None
-        preds = run(args.ckpt, args.inputs, args.out, args.figures, args.device, timeline_args=timeline_args)
+        preds = run(args.ckpt, args.inputs, args.out, args.figures, args.device, timeline_args=timeline_args,
+                    same_speaker=args.same_speaker)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     if not preds:

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..data.features import SpectrogramConfig, log_spectrogram
+from ..data.speaker_norm import SpeakerStats, own_statistics, standardise
 from ..models.receptive_field import encoder_grid
 from .vad import VADConfig, speech_regions
 
@@ -91,14 +92,29 @@ def windows(n_frames: int, window: int, hop: int, snap: int = 1) -> list[Window]
         k += 1
 
 
-def _spectrogram(wave: torch.Tensor, first: int, stop: int, cfg: SpectrogramConfig) -> torch.Tensor:
-    """Frames first..stop-1 of the file's log spectrogram, from the samples they cover only."""
-    return log_spectrogram(wave[first * cfg.hop_length: (stop - 1) * cfg.hop_length + cfg.win_length], cfg)
+def _spectrogram(wave: torch.Tensor, first: int, stop: int, cfg: SpectrogramConfig,
+                 stats: SpeakerStats | None = None) -> torch.Tensor:
+    """Frames first..stop-1 of the file's log spectrogram, from the samples they cover only;
+    standardised with `stats` when given (a speaker_norm model's input)."""
+    spec = log_spectrogram(wave[first * cfg.hop_length: (stop - 1) * cfg.hop_length + cfg.win_length], cfg)
+    return spec if stats is None else standardise(spec, stats)
+
+
+def speech_statistics(wave: torch.Tensor, cfg: SpectrogramConfig, regions: list[tuple[float, float]]) -> SpeakerStats | None:
+    """Per-bin (mean, std) over the frames of the speech regions: a recording's own statistics,
+    standing for its speaker's under data.speaker_norm (pauses left out, as a corpus's utterances
+    hold little silence). None when no region is long enough for a frame."""
+    parts = [p for p in (_region_wave(wave, r, cfg) for r in regions) if p.numel() >= cfg.win_length]
+    if not parts:
+        return None
+    return own_statistics(len(parts), lambda i: log_spectrogram(parts[i], cfg))
 
 
 @torch.inference_mode()
-def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells: int = 256) -> torch.Tensor:
-    """Encoder cells (C, F', T') of the whole file, computed chunk by chunk (see module doc)."""
+def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells: int = 256,
+                stats: SpeakerStats | None = None) -> torch.Tensor:
+    """Encoder cells (C, F', T') of the whole file, computed chunk by chunk (see module doc);
+    `stats`: a speaker_norm model's standardisation."""
     enc = module.net.encoder
     jump = int(encoder_grid(enc).jump_t)
     margin = math.ceil(receptive_field(enc) / jump) + 1  # cells whose input reaches past a chunk
@@ -109,7 +125,7 @@ def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells:
         stop_cell = min(start_cell + chunk_cells, total)
         first = max(0, start_cell - margin) * jump
         stop = min(n_frames, (stop_cell + margin) * jump + receptive_field(enc))
-        x = _spectrogram(wave, first, stop, cfg).to(module.device)[None, None]
+        x = _spectrogram(wave, first, stop, cfg, stats).to(module.device)[None, None]
         n = torch.tensor([x.shape[-1]], device=module.device)
         feats, _ = enc(module.normalize(x, n), n)
         if out is None:
@@ -139,14 +155,14 @@ def _pool_windows(module, cells: torch.Tensor, wins: list[Window], jump: int, ba
 
 @torch.inference_mode()
 def _run_windows(module, wave: torch.Tensor, wins: list[Window], cfg: SpectrogramConfig, width: int,
-                 batch: int = 32) -> torch.Tensor:
+                 batch: int = 32, stats: SpeakerStats | None = None) -> torch.Tensor:
     """Each window cut out and run alone (batched with lengths: the same answer), zero-padded
     to `width` frames: the fixed 3 s input the segment baselines are trained on (the FCN masks
     the padding, so it changes nothing there)."""
     out = []
     for i in range(0, len(wins), batch):
         group = wins[i: i + batch]
-        specs = [_spectrogram(wave, w.first, w.stop, cfg) for w in group]
+        specs = [_spectrogram(wave, w.first, w.stop, cfg, stats) for w in group]
         x = torch.zeros(len(specs), 1, specs[0].shape[0], max(width, *(spec.shape[-1] for spec in specs)))
         for row, spec in enumerate(specs):
             x[row, 0, :, : spec.shape[-1]] = spec
@@ -165,9 +181,9 @@ def whole_file_probs(module, cells: torch.Tensor) -> np.ndarray:
 
 
 def encode_regions(module, wave: torch.Tensor, cfg: SpectrogramConfig, regions: list[tuple[float, float]],
-                   chunk_cells: int = 256) -> list[torch.Tensor]:
+                   chunk_cells: int = 256, stats: SpeakerStats | None = None) -> list[torch.Tensor]:
     """The shared encoding of each speech region (`encode_file` of the region alone)."""
-    return [encode_file(module, _region_wave(wave, region, cfg), cfg, chunk_cells) for region in regions]
+    return [encode_file(module, _region_wave(wave, region, cfg), cfg, chunk_cells, stats) for region in regions]
 
 
 def _region_wave(wave: torch.Tensor, region: tuple[float, float], cfg: SpectrogramConfig) -> torch.Tensor:
@@ -181,13 +197,14 @@ def _pause(start: float, end: float) -> dict:
 def timeline(module, wave: torch.Tensor, cfg: SpectrogramConfig, class_names: list[str],
              window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S,
              regions: list[tuple[float, float]] | None = None, cells: list[torch.Tensor] | None = None,
-             vad: VADConfig = VADConfig()) -> list[dict]:
+             vad: VADConfig = VADConfig(), stats: SpeakerStats | None = None) -> list[dict]:
     """[{start, end (s), label, probabilities {class: p} or None}] of `wave` (1-D, cfg's rate),
     in time order: the windows of each speech region and a PAUSE entry for each gap.
 
     `regions`: speech regions (start_s, end_s), default `speech_regions(wave, vad)`. With
     `cells` (`encode_regions` of those regions) windows are pooled from them (shared
-    encoding); without, each window is run alone (exact)."""
+    encoding); without, each window is run alone (exact), standardised with `stats` (a
+    speaker_norm model's; `speech_statistics`)."""
     sr = cfg.sample_rate
     if regions is None:
         regions = speech_regions(wave, sr, vad)
@@ -207,7 +224,7 @@ def timeline(module, wave: torch.Tensor, cfg: SpectrogramConfig, class_names: li
         if cells is not None:
             probs = _pool_windows(module, cells[r], wins, jump)
         else:
-            probs = _run_windows(module, part, wins, cfg, width)
+            probs = _run_windows(module, part, wins, cfg, width, stats=stats)
         for w, p in zip(wins, probs.numpy()):
             start = region[0] + w.first * cfg.hop_length / sr
             stop = region[0] + min(part.numel(), (w.stop - 1) * cfg.hop_length + cfg.win_length) / sr

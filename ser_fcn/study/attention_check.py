@@ -89,7 +89,7 @@ def summaries(records: list[dict], class_names: list[str]) -> dict:
 def _utterance_record(module, dm, position: int, region: tuple[float, float], grid: CellGrid, cfg) -> dict:
     ds = dm.datasets["test"]
     row = dm.rows[ds.indices[position]]
-    spec = torch.from_numpy(dm.cache.load(row.path).astype(np.float32))
+    spec = torch.from_numpy(dm.features(row))
     probs, alpha = attention_of(module, spec)
     predicted = module.class_names[int(np.argmax(probs))]
     fractions = cell_fractions(region_frames(*region, spec.shape[-1], cfg), alpha.shape[1], grid)

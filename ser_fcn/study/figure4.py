@@ -52,7 +52,7 @@ def make_figure4(ckpt: str | Path, out: str | Path = DEFAULT_OUT) -> Path:
     panels = []
     for u, c, correct in pick_examples(post, len(names)):
         row = dm.rows[ds.indices[u]]
-        spec = torch.from_numpy(dm.cache.load(row.path).astype(np.float32))
+        spec = torch.from_numpy(dm.features(row))  # as the model sees it (data.speaker_norm applied)
         probs, att = attention_of(module, spec)
         pred = int(np.argmax(probs))
         note = "" if correct else "  (no correct one)"
