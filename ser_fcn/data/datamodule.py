@@ -35,6 +35,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SER_FCN_CACHE", Path.home() / ".cache" / "ser_fcn"))
 
 
+def input_features(cache: FeatureCache, row: Utterance, speaker_stats: dict[str, SpeakerStats] | None,
+                   start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Frames start..stop-1 of a row (default: all) as the model's input sees them, float32: from
+    the cache, standardised with its speaker's statistics when `speaker_stats` (data.speaker_norm)."""
+    feats = cache.load(row.path)[:, start:stop].astype(np.float32)
+    return standardise(feats, speaker_stats[row.speaker]) if speaker_stats is not None else feats
+
+
 class SpectrogramDataset(Dataset):
     """Utterances of one split (or their 3 s segments), read from the feature cache.
 
@@ -82,9 +90,7 @@ class SpectrogramDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         pos, row, start, stop = self.items[i]
         utt = self.rows[row]
-        feats = self.cache.load(utt.path)[:, start:stop].astype(np.float32)
-        if self.speaker_stats is not None:
-            feats = standardise(feats, self.speaker_stats[utt.speaker])
+        feats = input_features(self.cache, utt, self.speaker_stats, start, stop)
         return {
             "features": torch.from_numpy(feats),
             "label": self.class_index[utt.label],
@@ -325,10 +331,8 @@ class SERDataModule(L.LightningDataModule):
         return speaker_statistics([r.speaker for r in rows], lambda i: self.cache.load(rows[i].path))
 
     def features(self, row: Utterance) -> np.ndarray:
-        """A row's whole-utterance features (float32) as the model's input sees them: from the
-        cache, standardised with its speaker's statistics under speaker_norm."""
-        feats = self.cache.load(row.path).astype(np.float32)
-        return standardise(feats, self.speaker_stats[row.speaker]) if self.speaker_stats is not None else feats
+        """A row's whole-utterance features as the model's input sees them (`input_features`)."""
+        return input_features(self.cache, row, self.speaker_stats)
 
     def _train_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-frequency-bin mean and std over every training frame (float64 sums)."""
