@@ -31,14 +31,16 @@ def _entropy(p):
     return -(p * torch.log(p.clamp_min(1e-30))).sum(1)
 
 
-@pytest.fixture(scope="module", params=["paper", "pooled_norm", "group_norm"])
+@pytest.fixture(scope="module", params=["paper", "pooled_norm", "group_norm", "deltas"])
 def model(request):
     """The model in eval mode; with `pooled_norm` its BatchNorm has non-trivial running
     statistics, with `group_norm` (the encoder's MaskedGroupNorm) non-trivial scales and
-    shifts, so that a batch mixing into another utterance's answer would show."""
+    shifts, so that a batch mixing into another utterance's answer would show; `deltas` feeds
+    the encoder the input with its deltas (models/deltas.py), which read along time too."""
     torch.manual_seed(0)
     net = FCNAttention(num_classes=4, pooled_norm=request.param == "pooled_norm",
-                       norm="group" if request.param == "group_norm" else None)
+                       norm="group" if request.param == "group_norm" else None,
+                       deltas=request.param == "deltas")
     if request.param == "pooled_norm":
         norm = net.head.classifier[0]
         norm.running_mean.uniform_(0.0, 2.0)
@@ -129,10 +131,11 @@ def test_without_per_layer_masking_batching_changes_the_answer(model):
     masked) changes every padded row's features by a lot and its logits by >> atol."""
     x, lengths = _batch(LENGTHS)
     out_len = model.output_lengths(lengths)
-    naive = model.encoder.features(x)
+    naive = model.encoder.features(x if model.deltas is None else model.deltas(x, lengths))
     naive_logits, _ = model.head(naive, out_len)
     for i, n in enumerate(LENGTHS[1:], start=1):  # every row shorter than the batch
-        lone, lone_len = model.encoder(x[i : i + 1, :, :, :n], lengths[i : i + 1])
+        lone_x = x[i : i + 1, :, :, :n]
+        lone, lone_len = model.encoder(lone_x if model.deltas is None else model.deltas(lone_x), lengths[i : i + 1])
         lone_logits, _ = model.head(lone, lone_len)
         t = int(out_len[i])
         assert (naive[i, :, :, :t] - lone[0]).abs().max() > 0.05 * lone.abs().max(), n

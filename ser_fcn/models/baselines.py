@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ser_fcn.models.alexnet_fcn import LRN_AFTER, he_init_, relu_lrn
 from ser_fcn.models.attention import PooledNorm
+from ser_fcn.models.deltas import Deltas
 from ser_fcn.models.weights import load_imagenet, one_channel_conv
 
 __all__ = ["SegmentClassifier"]
@@ -34,13 +35,14 @@ class SegmentClassifier(nn.Module):
     and conv2; torchvision's AlexNet itself has none (`lrn: false` is that network exactly).
     `pooled_norm` puts a PooledNorm on the pooled features before the classifier, as it does
     on the FCN's pooled vector (AttentionHead), so that a recipe setting it treats both alike;
-    not in the paper.
+    not in the paper. `deltas` feeds conv1 the segment with its delta and delta-delta
+    (models/deltas.py), as FCNAttention's `deltas` does; not in the paper.
 
     forward(x (B, 1, F, T), lengths ignored) -> (logits (B, num_classes), None).
     """
 
     def __init__(self, num_classes: int, arch: str = "alexnet", weights: str | None = None,
-                 lrn: bool | None = None, pooled_norm: bool = False) -> None:
+                 lrn: bool | None = None, pooled_norm: bool = False, deltas: bool = False) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
@@ -49,7 +51,8 @@ class SegmentClassifier(nn.Module):
         # torchvision's own init for the classifier, its last layer (classifier.6) included
         net = ARCHS[arch](num_classes=num_classes)
         self.features, self.avgpool, self.classifier = net.features, net.avgpool, net.classifier
-        self.features[0] = one_channel_conv(self.features[0])
+        self.deltas = Deltas() if deltas else None
+        self.features[0] = one_channel_conv(self.features[0], Deltas.out_channels if deltas else 1)
         if arch == "alexnet" and lrn is not False:
             for i in LRN_AFTER:
                 self.features[i] = relu_lrn()
@@ -62,5 +65,7 @@ class SegmentClassifier(nn.Module):
         self.pooled_norm = PooledNorm(_first_linear(net.classifier).in_features) if pooled_norm else nn.Identity()
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, None]:
+        if self.deltas is not None:
+            x = self.deltas(x)  # a segment is whole: its zero padding is part of the input (module doc)
         x = self.pooled_norm(self.avgpool(self.features(x)).flatten(1))
         return self.classifier(x), None

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from ser_fcn.models.alexnet_fcn import AlexNetFCN
 from ser_fcn.models.attention import DROPOUT, AttentionHead
+from ser_fcn.models.deltas import Deltas
 from ser_fcn.models.weights import load_imagenet
 
 __all__ = ["ENCODERS", "FCNAttention"]
@@ -25,6 +26,9 @@ class FCNAttention(nn.Module):
     fine-tuning adapts them (`lrn: false` gives the ImageNet network exactly).
     `norm`: "group" puts a MaskedGroupNorm (per utterance, over its valid steps) between every
     conv and its activation, a training recipe's choice for random init, not the paper's.
+    `deltas`: the spectrogram with its delta and delta-delta over time as conv1's three input
+    channels (models/deltas.py; Chen et al.'s 3-D input), in place of one; not the paper's.
+    With ImageNet weights conv1 then keeps its three RGB filters as they are.
 
     forward(x (B, 1, F, T), lengths (B,)) -> (logits (B, num_classes), attention (B, F', T')).
     """
@@ -40,11 +44,14 @@ class FCNAttention(nn.Module):
         dropout: float = DROPOUT,  # the paper does not give it (attention.DROPOUT)
         pooled_norm: bool = False,  # PooledNorm on the pooled vector (AttentionHead); not in the paper
         norm: str | None = None,  # "group": MaskedGroupNorm after every conv (alexnet_fcn.NORMS); not in the paper
+        deltas: bool = False,  # spectrogram + delta + delta-delta as 3 input channels (Deltas); not in the paper
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {encoder!r}; known encoders: {sorted(ENCODERS)}")
-        self.encoder = ENCODERS[encoder](lrn=lrn, norm=norm)
+        self.deltas = Deltas() if deltas else None
+        in_channels = Deltas.out_channels if deltas else 1
+        self.encoder = ENCODERS[encoder](in_channels=in_channels, lrn=lrn, norm=norm)
         if weights is not None:
             enc = self.encoder
             load_imagenet(enc, enc.imagenet_arch, weights, skip=enc.imagenet_skip)
@@ -68,5 +75,7 @@ class FCNAttention(nn.Module):
         return self.encoder.output_lengths(lengths)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.deltas is not None:
+            x = self.deltas(x, lengths)
         features, out_lengths = self.encoder(x, lengths)
         return self.head(features, out_lengths)
