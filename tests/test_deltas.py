@@ -83,10 +83,18 @@ def test_with_conv1_reading_only_the_delta_channels_the_answer_follows_change_ov
 def test_a_traced_deltas_model_takes_other_batch_sizes_and_lengths():
     """The export traces the net: the deltas must not bake the traced batch size in (torchaudio's
     grouped conv did)."""
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = FCNAttention(num_classes=4, deltas=True).eval()
+
+        def forward(self, a, b):
+            return self.net(a, b)[0]
+
     torch.manual_seed(0)
-    net = FCNAttention(num_classes=4, deltas=True).eval()
+    net = Logits().eval()
     x, n = _padded([200, 100], n_bins=64)
     with torch.no_grad():
-        traced = torch.jit.trace(lambda a, b: net(a, b)[0], (x, n))
+        traced = torch.jit.trace(net, (x, n))
         x3, n3 = _padded([300, 150, 70], n_bins=64, seed=1)
-        torch.testing.assert_close(traced(x3, n3), net(x3, n3)[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(traced(x3, n3), net(x3, n3), atol=1e-5, rtol=0)
