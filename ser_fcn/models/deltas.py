@@ -14,8 +14,8 @@ repeats the edge of a lone row), and the three channels are zero beyond the row'
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ser_fcn.models.alexnet_fcn import mask_time
 
@@ -24,13 +24,18 @@ __all__ = ["DELTA_WINDOW", "Deltas"]
 DELTA_WINDOW = 5  # frames of the regression window (+-2), HTK's and Chen et al.'s default
 
 
+def _denominator(win_length: int) -> float:
+    """2 * sum n^2 over n = 1..(win_length - 1) // 2: the regression's divisor."""
+    return 2.0 * sum(n * n for n in range(1, (win_length - 1) // 2 + 1))
+
+
 def compute_deltas(x: Tensor, win_length: int = DELTA_WINDOW) -> Tensor:
     """torchaudio.functional.compute_deltas's values (edges replicated; tests/test_deltas.py
     compares them), as one conv1d with a single filter: torchaudio's grouped conv bakes the
     batch size into a traced graph, so an exported model would take one batch size only."""
     n = (win_length - 1) // 2
     shape = x.shape
-    kernel = torch.arange(-n, n + 1, dtype=x.dtype, device=x.device) / (2 * sum(i * i for i in range(1, n + 1)))
+    kernel = torch.arange(-n, n + 1, dtype=x.dtype, device=x.device) / _denominator(win_length)
     y = F.pad(x.reshape(-1, 1, shape[-1]), (n, n), mode="replicate")
     return F.conv1d(y, kernel.view(1, 1, -1)).reshape(shape)
 
@@ -45,9 +50,8 @@ class Deltas(nn.Module):
 
     def __init__(self, win_length: int = DELTA_WINDOW, scale: float | None = None) -> None:
         super().__init__()
-        half = (win_length - 1) // 2
         self.win_length = win_length
-        self.scale = float(scale) if scale is not None else (2.0 * sum(n * n for n in range(1, half + 1))) ** 0.5
+        self.scale = float(scale) if scale is not None else _denominator(win_length) ** 0.5
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         if x.shape[1] != 1:
