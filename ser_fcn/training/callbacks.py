@@ -99,7 +99,7 @@ class EMA(WeightAveraging):
 
     One validation speaker's UA jumps by several points from epoch to epoch, so the best epoch is
     partly a lucky one; the average moves slowly and smooths those jumps out. ``decay`` 0.98 is a
-    horizon of about 1 / (1 - 0.98) = 50 steps, about three epochs of EmoDB at 8000 frames a batch.
+    horizon of about 1 / (1 - 0.98) = 50 steps: an EmoDB epoch at 8000 frames a batch is 40 steps.
     Lightning's WeightAveraging puts the averaged weights in each checkpoint's ``state_dict`` (the
     live ones in ``current_model_state``, for resuming), so `test`, `predict` and `export` read the
     average without knowing of it.
