@@ -12,6 +12,11 @@ from helpers import fit_args
 DECAY = 0.5  # a short horizon, so four steps leave the average far from the live weights
 
 
+def _args(root, run_dir, *extra):
+    """The small run's words: the pooled_norm net (its running statistics are buffers EMA averages)."""
+    return fit_args(root, run_dir, "--trainer.logger", "false", "--model.net.init_args.pooled_norm", "true", *extra)
+
+
 class _RecordingEMA(EMA):
     """EMA that also keeps the live weights after every optimiser step and each epoch's val/loss."""
 
@@ -38,10 +43,9 @@ def ema_fit(demo_corpus, tmp_path_factory):
     mp.setattr(callbacks, "EMA", _RecordingEMA)
     _RecordingEMA.steps, _RecordingEMA.val_losses = [], []
     run_dir = tmp_path_factory.mktemp("runs") / "ema"
-    args = fit_args(demo_corpus.root, run_dir, "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
-                    "--trainer.logger", "false", "--model.net.init_args.pooled_norm", "true",
-                    "--trainer.callbacks+", "ser_fcn.training.callbacks.EMA",
-                    "--trainer.callbacks.init_args.decay", str(DECAY))
+    args = _args(demo_corpus.root, run_dir, "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
+                 "--trainer.callbacks+", "ser_fcn.training.callbacks.EMA",
+                 "--trainer.callbacks.init_args.decay", str(DECAY))
     try:
         cli = run_cli(["fit", *args])  # fit, then test the best checkpoint in the same trainer
     finally:
@@ -75,16 +79,14 @@ def test_validating_the_checkpoint_gives_the_loss_logged_for_its_epoch(ema_fit, 
     repeats the last epoch's val/loss, and the live weights would not."""
     corpus, run_dir, _, val_losses, _ = ema_fit
     ckpt_path = run_dir / "checkpoints" / "last.ckpt"
-    again = run_cli(["validate", *fit_args(corpus.root, tmp_path / "v", "--trainer.logger", "false",
-                                          "--model.net.init_args.pooled_norm", "true"), "--ckpt_path", str(ckpt_path)])
+    again = run_cli(["validate", *_args(corpus.root, tmp_path / "v"), "--ckpt_path", str(ckpt_path)])
     assert float(again.trainer.callback_metrics["val/loss"]) == pytest.approx(val_losses[-1], rel=1e-5)
 
     live = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     live["state_dict"] = live.pop("current_model_state")
     live_path = tmp_path / "live.ckpt"
     torch.save(live, live_path)
-    other = run_cli(["validate", *fit_args(corpus.root, tmp_path / "w", "--trainer.logger", "false",
-                                          "--model.net.init_args.pooled_norm", "true"), "--ckpt_path", str(live_path)])
+    other = run_cli(["validate", *_args(corpus.root, tmp_path / "w"), "--ckpt_path", str(live_path)])
     assert float(other.trainer.callback_metrics["val/loss"]) != pytest.approx(val_losses[-1], rel=1e-3)
 
 
@@ -94,6 +96,5 @@ def test_the_test_after_fit_reads_the_average_as_a_later_test_does(ema_fit, tmp_
     live weights), so it agrees with `test --ckpt_path` of the same checkpoint."""
     corpus, run_dir, _, _, fit_test_loss = ema_fit
     best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
-    again = run_cli(["test", *fit_args(corpus.root, tmp_path / "t", "--trainer.logger", "false",
-                                      "--model.net.init_args.pooled_norm", "true"), "--ckpt_path", str(best)])
+    again = run_cli(["test", *_args(corpus.root, tmp_path / "t"), "--ckpt_path", str(best)])
     assert float(again.trainer.callback_metrics["test/loss"]) == pytest.approx(fit_test_loss, rel=1e-5)
