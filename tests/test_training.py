@@ -137,3 +137,21 @@ def test_two_process_ddp_fit_runs_to_the_end(demo_corpus, tmp_path):
     assert sum(map(sum, results["confusion_matrix"])) == results["n_utterances"]
     assert results["n_utterances"] == sum(1 for u in demo_corpus.utterances if u["speaker"] == "1M" and u["improvised"] and u["label"] in ("neu", "hap", "sad", "ang"))
     assert len(list(run_dir.glob("config.yaml"))) == 1 and not list(tmp_path.glob("runs"))
+
+
+def test_history_holds_each_epochs_training_figures_as_logged(demo_corpus, tmp_path):
+    """results.json's per-epoch history carries train/loss and train/wa beside the validation
+    figures, equal to what the logger got for that epoch (so underfitting can be read there)."""
+    import csv
+
+    run_cli(["fit", *fit_args(demo_corpus.root, tmp_path / "run", "--trainer.max_epochs", "2",
+                              "--trainer.limit_train_batches", "2", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+                              "--trainer.logger.init_args.save_dir", str(tmp_path / "csv"))])
+    history = json.loads((tmp_path / "run" / "results.json").read_text())["history"]
+    rows = list(csv.DictReader(next((tmp_path / "csv").rglob("metrics.csv")).open()))
+    logged = {int(r["epoch"]): (float(r["train/loss_epoch"]), float(r["train/wa"])) for r in rows if r.get("train/wa")}
+    assert [h["epoch"] for h in history] == [0, 1] and sorted(logged) == [0, 1]
+    for h in history:
+        assert "val/ua" in h
+        assert (h["train/loss"], h["train/wa"]) == pytest.approx(logged[h["epoch"]], abs=1e-6)
+    assert history[0]["train/loss"] != history[1]["train/loss"]  # per epoch, not one figure repeated

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -162,9 +163,12 @@ class SERModule(L.LightningModule):
             self.val_ua_best(self.trainer.callback_metrics["val/ua"])
             self.log("val/ua_best", self.val_ua_best.compute())
             metrics = self.trainer.callback_metrics
-            self.history.append(
-                {"epoch": self.current_epoch, **{k: float(metrics[k]) for k in ("val/wa", "val/ua", "val/loss") if k in metrics}}
-            )
+            entry = {"epoch": self.current_epoch, **{k: float(metrics[k]) for k in ("val/wa", "val/ua", "val/loss") if k in metrics}}
+            if self.trainer.state.fn == TrainerFn.FITTING and self.train_loss.update_count:
+                # how well this epoch fit its training batches (augmented, in training mode),
+                # so that underfitting shows in results.json beside the validation figures
+                entry.update({"train/loss": float(self.train_loss.compute()), "train/wa": float(self.train_wa.compute())})
+            self.history.append(entry)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["ser_fcn_history"] = self.history
