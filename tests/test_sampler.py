@@ -179,3 +179,51 @@ def test_lightning_calls_set_epoch_and_sees_every_utterance_each_epoch():
     for epoch in range(3):
         assert sorted(probe.seen[epoch]) == list(range(len(lengths)))
     assert probe.seen[0] != probe.seen[1]
+
+
+def _batch_sets(sampler, epoch):
+    return sorted(sorted(b) for b in sampler.plan(epoch))
+
+
+@FAST
+@given(lengths=lengths_st, cap=st.integers(200, 6000), buckets=st.integers(1, 60), seed=st.integers(0, 10))
+def test_same_batches_every_epoch_means_what_it_says(lengths, cap, buckets, seed):
+    """When the sampler says its buckets each pack into one batch, every epoch's batches are the
+    same sets (only their order varies)."""
+    s = BucketBatchSampler(lengths, cap, num_buckets=buckets, seed=seed)
+    if s.same_batches_every_epoch:
+        assert all(_batch_sets(s, e) == _batch_sets(s, 0) for e in range(1, 4))
+
+
+def test_a_small_corpus_under_many_buckets_repeats_its_batches_and_fewer_buckets_vary_them():
+    """EmoDB-sized: 428 utterances of 1.2-6.8 s. Under the default 40 buckets and 8000 frames
+    every bucket is one batch; 8 buckets under 4000 frames give batches that vary."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(122, 679, 428).tolist()
+    many = BucketBatchSampler(lengths, 8000, num_buckets=40, seed=0)
+    assert many.same_batches_every_epoch and _batch_sets(many, 0) == _batch_sets(many, 1)
+    fewer = BucketBatchSampler(lengths, 4000, num_buckets=8, seed=0)
+    assert not fewer.same_batches_every_epoch and _batch_sets(fewer, 0) != _batch_sets(fewer, 1)
+
+
+def test_the_datamodule_warns_when_training_batches_never_vary(demo_corpus, caplog):
+    import logging
+
+    from ser_fcn.data.datamodule import SERDataModule
+
+    def warned(**kw):
+        dm = SERDataModule(root=str(demo_corpus.root), progress=False, **kw)
+        dm.setup("fit")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            loader = dm.train_dataloader()
+            dm.val_dataloader()
+        repeats = loader.batch_sampler.same_batches_every_epoch and len(loader.batch_sampler.buckets) > 1
+        hit = [r for r in caplog.records if "same batches" in r.getMessage()]
+        assert len(hit) == int(repeats)  # the training split only, and only when it is so
+        return repeats, hit
+
+    repeats, hit = warned(num_buckets=40, max_frames_per_batch=100000)
+    assert repeats and "data.num_buckets" in hit[0].getMessage() and "train" in hit[0].getMessage()
+    repeats, _ = warned(num_buckets=2, max_frames_per_batch=2500)
+    assert not repeats

@@ -384,6 +384,13 @@ class SERDataModule(L.LightningDataModule):
                 "using %d batches, some above max_frames_per_batch=%d",
                 name, len(ds), replicas, sampler.total_batches, cap,
             )
+        if shuffle and len(sampler.buckets) > 1 and sampler.same_batches_every_epoch:
+            log.warning(
+                "%s split: each of its %d length buckets fits one batch, so every epoch has the same "
+                "batches (only their order changes); fewer buckets (data.num_buckets) or a lower "
+                "data.max_frames_per_batch let the batches vary",
+                name, len(sampler.buckets),
+            )
         collate = partial(segment_collate, width=self.hparams.segment_frames) if self.hparams.segmented else pad_collate
         return DataLoader(
             ds,
