@@ -105,3 +105,46 @@ def test_a_lines_command_hides_the_corpus_folder(tmp_path):
     assert ("`--config experiments/fcn_attn_random.yaml --data.corpus emodb --data.root <DIR> "
             "--data.manifest=<DIR> --trainer.max_epochs 24`") in md
     assert "someone" not in md and "m.csv" not in md
+
+
+def test_last_n_table_pairs_the_folds_and_tests_them_with_scipy(tmp_path, capsys):
+    """--last N: each line's mean of the best epochs and of the last N epochs over the folds
+    every line finished, against the reference, with the folds that rose and Wilcoxon's p."""
+    from scipy.stats import wilcoxon
+
+    from ser_fcn.cli import main
+
+    base, new = tmp_path / "base", tmp_path / "new"
+    histories = {
+        "fold1": ([0.2, 0.6, 0.4, 0.4], [0.5, 0.6, 0.6, 0.6]),
+        "fold2": ([0.5, 0.3, 0.3, 0.2], [0.4, 0.4, 0.5, 0.5]),
+        "fold3": ([0.1, 0.7, 0.5, 0.3], [0.3, 0.4, 0.6, 0.6]),
+        "fold4": ([0.3, 0.3, 0.3, 0.3], [0.2, 0.2, 0.2, 0.3]),
+    }
+    for fold, (b, n) in histories.items():
+        _fold(base, fold, b)
+        _fold(new, fold, n)
+    _fold(new, "fold5", [0.9, 0.9, 0.9, 0.9])  # only one line has it: left out of the pairs
+    main(["ablation", f"base={base}", f"new={new}", "--last", "2"])
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("| new |") and "of 4" in x)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    last = {f: (sum(b[-2:]) / 2, sum(n[-2:]) / 2) for f, (b, n) in histories.items()}
+    best = {f: (max(b), max(n)) for f, (b, n) in histories.items()}
+    for col, pairs in ((1, best), (5, last)):
+        mine = [n for _, n in pairs.values()]
+        theirs = [b for b, _ in pairs.values()]
+        assert float(cells[col]) == pytest.approx(100 * sum(mine) / 4, abs=0.05)
+        assert float(cells[col + 1]) == pytest.approx(100 * (sum(mine) - sum(theirs)) / 4, abs=0.05)
+        assert cells[col + 2] == f"{sum(m > t for m, t in zip(mine, theirs))} of 4"
+        diffs = [m - t for m, t in zip(mine, theirs)]
+        assert float(cells[col + 3]) == pytest.approx(wilcoxon(diffs).pvalue, rel=1e-2)
+    assert "Over the 4 folds" in out
+
+
+def test_last_n_must_be_positive(capsys):
+    from ser_fcn.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["ablation", "x=y", "--last", "0"])
+    assert "--last" in capsys.readouterr().err

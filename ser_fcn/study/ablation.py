@@ -11,6 +11,11 @@ test figures are never read here. Each line also gives the setting's configs and
 (cv.json, folder values shown as <DIR>), so it can be run again. A fold still training (or stopped mid-way: `cv` resumes it)
 is read from its checkpoints/last.ckpt and marked with the epochs it has seen; its line then
 has no mean, since the settings are compared on finished folds only.
+
+The best epoch is a maximum over noisy epochs: a setting that smooths the validation curve
+loses its lucky peak. `--last N` adds a second table over the finished folds: the mean
+validation UA of each fold's last N epochs beside the best epoch's, each against the reference
+line with how many folds rose and the paired Wilcoxon test (study/stats.py).
 """
 
 from __future__ import annotations
@@ -35,6 +40,28 @@ def best_validation(results: dict) -> tuple[float, int] | None:
         return None
     best = max(history, key=lambda h: (h[VAL_UA], -h["epoch"]))  # the first epoch of the best UA
     return best[VAL_UA], best["epoch"]
+
+
+def last_mean(results: dict, n: int) -> float | None:
+    """Mean validation UA of the last `n` epochs of one fold's results.json (None: fewer epochs)."""
+    history = [h[VAL_UA] for h in results.get("history") or [] if VAL_UA in h]
+    return statistics.fmean(history[-n:]) if len(history) >= n > 0 else None
+
+
+def finished_runs(folder: Path, last: int) -> dict[str, dict]:
+    """fold name -> {"best", "last"} of every finished fold (results.json) in a cv folder, with
+    the fields `stats.run_key` pairs runs by (fold, swap, seed)."""
+    out = {}
+    for path in sorted(folder.glob(f"fold*/{RESULTS}")):
+        results = json.loads(path.read_text())
+        best = best_validation(results)
+        if best is None:
+            continue
+        name = path.parent.name
+        seed = int(name.rsplit("-seed", 1)[1]) if "-seed" in name else 0
+        out[name] = {"fold": results.get("fold", name), "swap_speakers": results.get("swap_speakers"), "seed": seed,
+                     "best": best[0], "last": last_mean(results, last)}
+    return out
 
 
 def _unfinished(run: Path) -> tuple[float, int, int] | None:
@@ -78,11 +105,13 @@ def _setup(folder: Path) -> str:
     return " ".join(public_words(words))  # `--data.root <DIR>`: no folder of this machine
 
 
-def render(settings: list[tuple[str, Path]], against: str | None = None, only: list[str] | None = None) -> str:
+def render(settings: list[tuple[str, Path]], against: str | None = None, only: list[str] | None = None,
+           last: int | None = None) -> str:
     """Markdown: one line per setting, its per-fold validation UA (%) and their mean; 'change'
     against the line above, or against the line labelled `against` (a recipe and its
     leave-one-out lines: the recipe less each of its settings). `only`: these folds' columns
-    (a setting read from a ten-fold table's folder, beside probes run on two of its folds)."""
+    (a setting read from a ten-fold table's folder, beside probes run on two of its folds).
+    `last`: add the table of `_paired_table` (best epoch and last `last` epochs, paired tests)."""
     read = [(label, folder, read_setting(folder)) for label, folder in settings]
     if against is not None and against not in [label for label, _, _ in read]:
         raise ConfigError(f"--against {against!r}: no setting has that label "
@@ -114,7 +143,43 @@ def render(settings: list[tuple[str, Path]], against: str | None = None, only: l
     lines += ["", "Validation UA of the best epoch (the one each fold keeps and tests); a mean only over "
               f"complete lines; 'change' is against {versus}. Settings, in order:"]
     lines += [f"- {label}: `{_setup(folder)}`" for label, folder, _ in read]
+    if last:
+        lines += ["", *_paired_table(settings, folds, against, last)]
     return "\n".join(lines) + "\n"
+
+
+def _paired_table(settings: list[tuple[str, Path]], folds: list[str], against: str | None, last: int) -> list[str]:
+    """Markdown lines: per setting, over the folds every line finished, the mean of the best
+    epochs and of the last `last` epochs, each against the reference line (`against`, else the
+    line above): the mean change, the folds that rose, and the paired Wilcoxon p."""
+    from .stats import paired_wilcoxon
+
+    runs = [(label, finished_runs(folder, last)) for label, folder in settings]
+    common = [f for f in folds if all(f in r and r[f]["last"] is not None for _, r in runs)]
+    head = f"| setting | best epoch | change | higher | p | last {last} epochs | change | higher | p |"
+    lines = [head, "|---|" + "---|" * 8]
+    reference = next((r for label, r in runs if label == against), None)
+    previous = None
+    for label, r in runs:
+        base = previous if against is None else None if label == against else reference
+        cells = []
+        for metric in ("best", "last"):
+            mine = [r[f] for f in common]
+            cells.append(f"{100 * statistics.fmean(x[metric] for x in mine):.1f}" if common else "")
+            if base is None or not common:
+                cells += ["", "", ""]
+                continue
+            theirs = [base[f] for f in common]
+            test = paired_wilcoxon(mine, theirs, metric)
+            higher = sum(a[metric] > b[metric] for a, b in zip(mine, theirs))
+            cells += [f"{100 * test['mean_difference']:+.1f}", f"{higher} of {len(common)}",
+                      "" if test["p"] is None else f"{test['p']:.3g}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        previous = r
+    versus = "the line above" if against is None else f"the line '{against}'"
+    return lines + ["", f"Over the {len(common)} folds every line finished: the mean validation UA of the best "
+                    f"epoch and of the last {last} epochs; 'change', 'higher' (folds that rose) and p (two-sided "
+                    f"Wilcoxon signed-rank test, scipy.stats.wilcoxon, paired by fold) against {versus}."]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,14 +191,18 @@ def main(argv: list[str] | None = None) -> None:
                    "with lines of the recipe less one setting each) instead of the line above")
     p.add_argument("--folds", nargs="+", metavar="FOLD", help="only these folds' columns (e.g. fold1 fold2), "
                    "the others of each cv folder left out")
+    p.add_argument("--last", type=int, metavar="N", help="add a table of each fold's mean validation UA over "
+                   "its last N epochs beside the best epoch's, with paired Wilcoxon tests against the reference line")
     a = p.parse_args(argv)
+    if a.last is not None and a.last < 1:
+        p.error("--last: give a number of epochs >= 1")
     settings = []
     for item in a.settings:
         label, sep, folder = item.rpartition("=")
         if not sep or not label:
             p.error(f"{item!r}: give LABEL=DIR")
         settings.append((label, Path(folder)))
-    md = render(settings, a.against, a.folds)  # a missing folder: a UserError, one `error:` line from cli.main
+    md = render(settings, a.against, a.folds, a.last)  # a missing folder: a UserError, one `error:` line from cli.main
     print(md)
     if a.out:
         atomic.write_text(a.out, md)
