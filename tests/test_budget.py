@@ -9,6 +9,7 @@ import torch
 
 from ser_fcn.study import budget, tables
 from ser_fcn.study.budget import epoch_seconds, measure_epoch, row_hours, trainer_setting
+from ser_fcn.study.crossval import format_duration
 from ser_fcn.training.callbacks import EpochTimer
 
 from test_crossval_tables import EXPERIMENTS
@@ -61,11 +62,11 @@ def test_a_row_over_the_budget_is_not_trained_and_the_table_says_it_needs_a_gpu(
     o = tables.run_row(VGG, _setup(tmp_path, 1.0))
     cap = trainer_setting([str(EXPERIMENTS / "vgg16_random.yaml"), str(CPU)], [], "max_epochs")
     hours = row_hours(3000.0, cap, 5)
-    assert o.agg is None and o.note.startswith(f"needs a GPU: about {hours:.0f} h on this machine")
+    assert o.agg is None and o.note.startswith(f"needs a GPU: about {format_duration(hours * 3600)} on this machine")
     assert f"x {cap} epochs (the cap) x 5 runs" in o.note and "measured at 50m00s" in o.note
     assert [Path(c).name for c in calls[0]] == ["vgg16_random.yaml", "cpu.yaml"]
     md = tables.render_table(1, [o], "cpu", CPU)
-    assert f"| {VGG.system} | 65.3 | needs a GPU: about {hours:.0f} h" in md
+    assert f"| {VGG.system} | 65.3 | needs a GPU: about {format_duration(hours * 3600)}" in md
 
 
 def test_a_row_within_the_budget_is_trained_and_a_gpu_machine_is_not_probed(tmp_path, monkeypatch):
@@ -102,7 +103,8 @@ def test_the_probe_runs_a_real_fit_of_a_few_batches_and_measures_its_epoch(demo_
 
 
 def test_the_gpu_note_states_a_short_epoch_in_seconds_and_multiplies_it_out():
-    """A 24 s epoch (1.1 s x 22 batches) is '24s', not '0 min', and the hours are its product."""
+    """A 24 s epoch (1.1 s x 22 batches) is '24s', not '0 min', and the row's time is its product in
+    hours and minutes."""
     note = budget.needs_gpu_note({"seconds_per_batch": 1.1, "timed_batches": 4}, 24.2, 24, 10)
     assert "measured at 0m24s:" in note and "0 min" not in note
-    assert f"about {row_hours(24.2, 24, 10):.0f} h" in note and "x 22 batches" in note
+    assert f"about {format_duration(row_hours(24.2, 24, 10) * 3600)} on" in note and "about 1h36m" in note and "x 22 batches" in note  # 5808 s, not "about 2 h"

@@ -265,7 +265,7 @@ def test_render_only_writes_the_table_from_the_runs_there_and_trains_nothing(cor
     tables.main(2, argv + ["--render-only", "--max-row-hours", "1"])
     assert [Path(f[0]).stem for f in measured] == ["alexnet_random"]
     text = (tmp_path / "res" / "emodb.md").read_text()
-    assert "needs a GPU: about 2 h on this machine" in text  # 60 s x 6 batches (quick) x 2 epochs x 10 runs
+    assert "needs a GPU: about 2h00m on this machine" in text  # 60 s x 6 batches (quick) x 2 epochs x 10 runs
 
 
 @pytest.mark.slow  # 12 fits: ~4 min on a shared 2-core CPU (`make test-slow`)

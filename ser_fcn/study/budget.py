@@ -5,7 +5,7 @@ segments is ~16x AlexNet's compute), nor fake it or cut it short. Before a row i
 `measure_epoch` runs its first fold's `fit` for a few batches with `EpochTimer` and
 extrapolates one training epoch; `row_hours` multiplies by the epoch cap and the number of
 runs (an upper bound: early stopping may end a run sooner). A row over the budget is reported
-as "needs a GPU: about N h on this machine" with that measurement, and not trained.
+as "needs a GPU: about 2h05m on this machine" with that measurement, and not trained.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def row_hours(epoch_s: float, max_epochs: int, runs: int) -> float:
 def needs_gpu_note(measured: dict, epoch_s: float, max_epochs: int, runs: int) -> str:
     """The table cell of a row this machine cannot train within the budget."""
     hours = row_hours(epoch_s, max_epochs, runs)
-    return (f"needs a GPU: about {hours:.0f} h on this machine (a training epoch measured at {format_duration(epoch_s)}: "
+    # hours and minutes: a whole-hour figure would print 1 h 28 min as "1 h", within a 1-hour budget
+    return (f"needs a GPU: about {format_duration(hours * 3600)} on this machine (a training epoch measured at {format_duration(epoch_s)}: "
             f"{measured['seconds_per_batch']:.1f} s per batch, median of {measured['timed_batches']} batches of fold 1, "
             f"x {round(epoch_s / measured['seconds_per_batch'])} batches; x {max_epochs} epochs (the cap) x {runs} runs)")
