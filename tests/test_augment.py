@@ -66,6 +66,7 @@ def test_the_real_speech_profile_masks_training_batches_only(demo_corpus, tmp_pa
     from ser_fcn.cli import run_cli
     from ser_fcn.models.attention import PooledNorm
     from ser_fcn.training import augment
+    from ser_fcn.training.callbacks import EMA
 
     monkeypatch.setattr(augment, "SpecAugment", _Recorder)
     _Recorder.calls = 0
@@ -75,11 +76,13 @@ def test_the_real_speech_profile_masks_training_batches_only(demo_corpus, tmp_pa
                                     "--trainer.logger", "false", "--model.scheduler.init_args.T_max", "2")])
     assert isinstance(cli.model.augment, _Recorder)
     assert isinstance(cli.model.net.head.classifier[0], PooledNorm)  # the recipe's pooled_norm
+    assert cli.model.net.deltas is not None  # and its delta channels
+    assert [c.decay for c in cli.trainer.callbacks if isinstance(c, EMA)] == [0.98]  # and its average
     assert _Recorder.calls == 4  # 2 epochs x 2 training batches; validation and test do not mask
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 0.0  # cosine decay reached 0 at T_max
 
 
-def test_the_real_speech_profile_sets_pooled_norm_on_every_corpus_table_row():
+def test_the_real_speech_profile_sets_pooled_norm_and_deltas_on_every_corpus_table_row():
     """One recipe for every row of the EmoDB table: the profile's net settings apply to the FCN
     rows and to the segmented AlexNet alike (a setting one net lacked would fail here)."""
     import subprocess
@@ -95,7 +98,7 @@ def test_the_real_speech_profile_sets_pooled_norm_on_every_corpus_table_row():
                               "--config", "experiments/profiles/real_speech.yaml", "--print_config"],
                              cwd=REPO, capture_output=True, text=True, check=True).stdout
         net = yaml.safe_load(out)["model"]["net"]
-        assert net["init_args"]["pooled_norm"] is True, (row.experiment, net)
+        assert net["init_args"]["pooled_norm"] is True and net["init_args"]["deltas"] is True, (row.experiment, net)
 
 
 def test_every_cosine_schedule_in_the_experiments_reaches_zero_at_the_last_epoch():
