@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..utils import atomic
 from ..utils.errors import ConfigError, CorpusNotFoundError
-from .crossval import LAST_CKPT, RESULTS, SETUP
+from .crossval import LAST_CKPT, RESULTS, SETUP, seed_of
 from .table_markdown import public_words
 
 VAL_UA = "val/ua"
@@ -58,9 +58,8 @@ def finished_runs(folder: Path, last: int) -> dict[str, dict]:
         if best is None:
             continue
         name = path.parent.name
-        seed = int(name.rsplit("-seed", 1)[1]) if "-seed" in name else 0
-        out[name] = {"fold": results.get("fold", name), "swap_speakers": results.get("swap_speakers"), "seed": seed,
-                     "best": best[0], "last": last_mean(results, last)}
+        out[name] = {"fold": results.get("fold", name), "swap_speakers": results.get("swap_speakers"),
+                     "seed": seed_of(name), "best": best[0], "last": last_mean(results, last)}
     return out
 
 
