@@ -161,6 +161,23 @@ def test_another_setup_in_the_same_folder_and_reserved_overrides_are_refused(tmp
         run_crossval(cfg, tmp_path / "cv2", 5, ["--data.fold", "2"], launch=FakeFit())
 
 
+def test_a_cv_folder_resumes_in_another_clone(tmp_path, monkeypatch):
+    """The setup record names base.yaml by its place in the package: the same settings read from
+    another clone's copy (another folder) are the same setup, so the folder resumes there; a
+    changed base.yaml there is another setup."""
+    out, cfg = tmp_path / "cv", [str(EXPERIMENTS / "fcn_attn.yaml")]
+    run_crossval(cfg, out, 5, launch=FakeFit())
+    clone_base = tmp_path / "elsewhere" / "ser_fcn" / "configs" / "base.yaml"
+    clone_base.parent.mkdir(parents=True)
+    clone_base.write_text(crossval.BASE_CONFIG.read_text())
+    monkeypatch.setattr(crossval, "BASE_CONFIG", clone_base)
+    fit = FakeFit()
+    assert run_crossval(cfg, out, 5, launch=fit)["complete"] and fit.trained == []
+    clone_base.write_text(clone_base.read_text().replace("max_epochs: 30", "max_epochs: 31"))
+    with pytest.raises(SystemExit, match="another setup"):
+        run_crossval(cfg, out, 5, launch=FakeFit())
+
+
 def test_a_config_edited_during_the_run_stops_it(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text((EXPERIMENTS / "fcn_attn.yaml").read_text())

@@ -278,9 +278,11 @@ def setup_record(configs: Sequence[str], overrides: Sequence[str]) -> dict:
         settings = yaml.safe_load(Path(f).read_text())
         return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
-    files = [str(BASE_CONFIG), *map(str, configs)]
-    return {"configs": [str(c) for c in configs], "settings_sha1": {f: digest(f) for f in files},
-            "overrides": list(overrides)}
+    # base.yaml by its place in the package, not on this disk: a clone elsewhere (or the runs
+    # folder carried to another machine) is the same setup and resumes.
+    base = BASE_CONFIG.relative_to(BASE_CONFIG.parents[2]).as_posix()
+    sha1 = {base: digest(BASE_CONFIG), **{str(c): digest(c) for c in configs}}
+    return {"configs": [str(c) for c in configs], "settings_sha1": sha1, "overrides": list(overrides)}
 
 
 def _check_setup(out: Path, setup: dict) -> None:
