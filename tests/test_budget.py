@@ -85,6 +85,29 @@ def test_a_row_within_the_budget_is_trained_and_a_gpu_machine_is_not_probed(tmp_
     assert trained == ["vgg16_random"] * 3
 
 
+def test_render_only_reads_back_the_rows_measured_epoch_for_the_same_setup(tmp_path, monkeypatch):
+    """A row's measured epoch is kept in its folder; `--render-only` reads it back (a second
+    render on a busy machine gives the same note), unless the row's setup changed; a training
+    run measures afresh."""
+    slow = {"batches_per_epoch": 100, "timed_batches": 4, "seconds_per_batch": 30.0, "epoch_s": 3000.0}
+    slower = {**slow, "seconds_per_batch": 90.0, "epoch_s": 9000.0}
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(tables, "run_crossval", _no_cv)
+    monkeypatch.setattr(tables, "measure_epoch", lambda configs, overrides: calls.append(overrides) or slow)
+    render = tables.Setup("cpu", CPU, EXPERIMENTS, tmp_path / "runs", max_row_hours=1.0, render_only=True)
+    first = tables.run_row(VGG, render).note
+    assert first.startswith("needs a GPU") and len(calls) == 1
+
+    monkeypatch.setattr(tables, "measure_epoch", lambda configs, overrides: calls.append(overrides) or slower)
+    assert tables.run_row(VGG, render).note == first and len(calls) == 1  # read back, not re-timed
+    other = tables.Setup("cpu", CPU, EXPERIMENTS, tmp_path / "runs", max_row_hours=1.0, render_only=True,
+                         overrides=["--trainer.max_epochs", "4"])
+    assert tables.run_row(VGG, other).note != first and len(calls) == 2  # another setup: measured
+    train = tables.Setup("cpu", CPU, EXPERIMENTS, tmp_path / "runs", max_row_hours=1.0)
+    assert "measured at 2h30m:" in tables.run_row(VGG, train).note and len(calls) == 3  # training: afresh
+
+
 def test_profile_auto_is_cpu_without_a_gpu_and_full_with_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert tables.default_profile() == "cpu"

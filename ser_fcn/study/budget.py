@@ -20,6 +20,7 @@ from pathlib import Path
 from .crossval import config_setting, format_duration
 
 PROBE_BATCHES = 4  # timed: the batches after the first (warm-up)
+BUDGET = "budget.json"  # a row's measured epoch and the setup it was measured for, in the row's folder
 TIMER = "ser_fcn.training.callbacks.EpochTimer"
 
 

@@ -45,10 +45,10 @@ from pathlib import Path
 import yaml
 
 from ..utils import atomic
-from .budget import epoch_seconds, measure_epoch, needs_gpu_note, row_hours, trainer_setting
+from .budget import BUDGET, epoch_seconds, measure_epoch, needs_gpu_note, row_hours, trainer_setting
 from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, CORPORA
 from .crossval import (AGGREGATE, RESULTS, SEEDS, aggregate, corpus_sessions, emobox_folds, emobox_overrides,
-                       override_value, run_crossval)
+                       override_value, run_crossval, setup_record)
 from .corpus_tables import CORPUS_TABLES, REAL_SPEECH, SPEAKER_ROWS, published_outcome
 from .references import COMMON_PROTOCOL
 from .rows import Outcome, PairedTests, Row
@@ -143,10 +143,12 @@ class Setup:
         return ["--data.root", self.iemocap] if self.iemocap else []
 
 
-def gpu_needed(configs: list[Path], overrides: list[str], s: Setup, out: Path) -> str | None:
+def gpu_needed(configs: list[Path], overrides: list[str], s: Setup, out: Path, reuse: bool = False) -> str | None:
     """On a machine without a GPU, when `s.max_row_hours` is set and the row still has runs to
     train: measure its epoch (budget.py) and return the "needs a GPU" note if the row would
-    exceed the budget at its epoch cap; else None (train it)."""
+    exceed the budget at its epoch cap; else None (train it). The measurement is kept in the
+    row's folder (BUDGET); `reuse` (--render-only) reads it back when the row's setup is the
+    same, so re-rendering a table does not re-time the row on a machine busy with other runs."""
     import torch
 
     if s.max_row_hours is None or torch.cuda.is_available():
@@ -155,7 +157,15 @@ def gpu_needed(configs: list[Path], overrides: list[str], s: Setup, out: Path) -
     if (out / AGGREGATE).is_file() and json.loads((out / AGGREGATE).read_text()).get("complete"):
         return None
     files = [str(c) for c in configs]
-    measured = measure_epoch(files, overrides)
+    setup = setup_record(files, overrides)
+    kept = json.loads((out / BUDGET).read_text()) if (out / BUDGET).is_file() else {}
+    if reuse and kept.get("setup") == setup:
+        measured = kept["measured"]
+        print(f"  the epoch time measured on {kept.get('when', '?')} (kept in {out / BUDGET})", flush=True)
+    else:
+        measured = measure_epoch(files, overrides)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out / BUDGET, {"setup": setup, "measured": measured, "when": time.strftime("%Y-%m-%d %H:%M")})
     epoch_s = epoch_seconds(measured, trainer_setting(files, overrides, "limit_train_batches"))
     cap = int(trainer_setting(files, overrides, "max_epochs"))
     hours = row_hours(epoch_s, cap, runs)
@@ -198,7 +208,7 @@ def run_row(row: Row, s: Setup) -> Outcome:
     if s.render_only:
         rendered = rendered_outcome(row, s.runs)
         if rendered.agg is None and s.max_row_hours is not None:  # never trained: what it would cost, measured
-            rendered.note = gpu_needed(configs, overrides, s, s.runs / row.experiment) or rendered.note
+            rendered.note = gpu_needed(configs, overrides, s, s.runs / row.experiment, reuse=True) or rendered.note
         return rendered
     note = gpu_needed(configs, overrides, s, s.runs / row.experiment)
     if note is not None:
