@@ -19,7 +19,7 @@ from ..configs import base_optimizer
 from ..data.collate import lengths_to_mask
 from ..data.features import SpectrogramConfig
 from ..utils.errors import ConfigError
-from .augment import SpecAugment
+from .augment import Augmentation
 from .metrics import UtterancePosteriors, confusion_scores
 
 
@@ -33,7 +33,8 @@ class SERModule(L.LightningModule):
         class_weighted_loss: weight the loss by inverse training class frequency
             (IEMOCAP is imbalanced; this trades WA for UA).
         check_finite: stop with the offending utterance ids when a batch or loss is NaN/Inf.
-        augment: masking of training batches (training/augment.py); None: none (the paper's).
+        augment: augmentation of training batches (training/augment.py: SpecAugment, SpeedPerturb),
+            one or a list applied in order; None: none (the paper's).
     """
 
     def __init__(
@@ -46,14 +47,14 @@ class SERModule(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         class_weighted_loss: bool = False,
         check_finite: bool = True,
-        augment: SpecAugment | None = None,
+        augment: Augmentation | list[Augmentation] | None = None,
     ):
         super().__init__()
         if n_bins < getattr(net, "min_bins", 0):
             raise ConfigError(f"data.n_bins {n_bins}: {type(net).__name__} needs at least {net.min_bins} spectrogram rows")
         self.save_hyperparameters(ignore=["net", "augment"])  # inference never augments
         self.net = net
-        self.augment = augment
+        self.augment = nn.ModuleList(augment if isinstance(augment, (list, tuple)) else [augment] if augment else [])
         # under LightningCLI hparams hold the config of these, not the callables
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
@@ -81,6 +82,9 @@ class SERModule(L.LightningModule):
             counts = torch.tensor(dm.class_counts, dtype=torch.float)
             if self.hparams.class_weighted_loss:
                 self.class_weights.copy_(counts.sum() / (len(counts) * counts.clamp_min(1)))
+        if dm is not None and getattr(dm, "spec", None) is not None:
+            for aug in self.augment:  # SpeedPerturb warps frequency: it needs the rows' Hz
+                aug.set_bins(dm.spec.bin_frequencies())
         if dm is not None and getattr(dm, "classes", None):
             self.class_names = list(dm.classes)
 
@@ -116,10 +120,10 @@ class SERModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self._check_finite(batch, "input features", batch["x"])
-        x = self.normalize(batch["x"], batch["lengths"])
-        if self.augment is not None:
-            x = self.augment(x, batch["lengths"])
-        logits, _ = self.net(x, batch["lengths"])
+        x, lengths = self.normalize(batch["x"], batch["lengths"]), batch["lengths"]
+        for aug in self.augment:
+            x, lengths = aug(x, lengths)
+        logits, _ = self.net(x, lengths)
         loss = F.cross_entropy(logits.float(), batch["y"], weight=self.class_weights)
         self._check_finite(batch, "loss", loss)
         self.train_loss(loss)
