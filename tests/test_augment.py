@@ -148,6 +148,7 @@ def test_speed_perturb_on_log_mel_matches_the_waveform_played_faster_or_slower()
     """The spectrogram-domain version against the real thing: a harmonic sound resampled as
     torchaudio's speed perturbation does, then turned into a 128-band log-mel. The warped
     spectrogram matches it far better than the unwarped one stretched in time only."""
+    import torch.nn.functional as F
     import torchaudio.functional as AF
 
     from ser_fcn.data.features import log_spectrogram
@@ -163,7 +164,7 @@ def test_speed_perturb_on_log_mel_matches_the_waveform_played_faster_or_slower()
         played = AF.resample(wave, round(cfg.sample_rate * factor), cfg.sample_rate)  # what SpeedPerturbation does
         real = log_spectrogram(played, cfg)
         warped, lengths = _speed([factor], cfg.bin_frequencies())(spec, n)
-        time_only, _ = _speed([factor], np.arange(128.0) * 1e9)(spec, n)  # bins too far apart to move: time only
+        time_only = F.interpolate(spec[0], size=int(lengths), mode="linear", align_corners=False)[None]  # no warp
         assert abs(int(lengths) - real.shape[-1]) <= 1
         m = min(int(lengths), real.shape[-1])
         band = slice(0, 100)  # below 5.5 kHz: the slowed spectrogram's top bins hold no recorded audio

@@ -105,14 +105,9 @@ class SpeedPerturb(Augmentation):
                                   f"given are {'none' if self.bins_hz is None else len(self.bins_hz)}; SERModule "
                                   "sets them from the datamodule at fit set-up (set_bins)")
             hz = self.bins_hz
-            w = np.zeros((n_bins, n_bins))
-            for k, f in enumerate(hz / factor):
-                if f > hz[-1]:
-                    continue  # above the top bin: not recorded, left at 0
-                j = min(int(np.searchsorted(hz, f, side="right")) - 1, n_bins - 2)
-                j = max(j, 0)
-                t = min(max((f - hz[j]) / (hz[j + 1] - hz[j]), 0.0), 1.0)
-                w[k, j], w[k, j + 1] = 1 - t, t
+            # column j: how much of input row j each output row takes (np.interp of row j's indicator);
+            # below the first centre the first row's value, above the top one 0 (not recorded)
+            w = np.stack([np.interp(hz / factor, hz, one, right=0.0) for one in np.eye(n_bins)], axis=1)
             self._warps[key] = torch.tensor(w, dtype=torch.float32, device=device)
         return self._warps[key]
 
