@@ -23,24 +23,27 @@ from pathlib import Path
 from typing import NamedTuple
 
 import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .configs import BASE_CONFIG
 from .data.datamodule import SERDataModule
 from .training.callbacks import ResultsWriter
 from .training.module import SERModule
-from .utils.errors import UserError
+from .utils import atomic
+from .utils.errors import ConfigError, UserError
 
 RUN_DIR_ENV = "SER_FCN_RUN_DIR"  # shares one run dir with DDP's child processes
 
 
 class _SaveConfig(SaveConfigCallback):
-    """Saves the resolved config (without `run_dir`, so it can be reused for a new run)
-    to the run folder and to every logger (W&B's run config)."""
+    """Saves the resolved config (without `run_dir` and `swap_run_dir`, so it can be reused for a
+    new run or a `test`) to the run folder and to every logger (W&B's run config)."""
 
     def __init__(self, parser, config, **kwargs):
         config = config.clone()
         config.run_dir = None
+        config.swap_run_dir = None
         super().__init__(parser, config, **kwargs)
 
     def save_config(self, trainer, pl_module, stage) -> None:
@@ -84,6 +87,14 @@ class SERCLI(LightningCLI):
         parser.add_argument(
             "--test_after_fit", type=bool, default=True, help="fit: test the best checkpoint when training ends."
         )
+        parser.add_argument(
+            "--swap_run_dir",
+            type=str | None,
+            default=None,
+            help="fit: also serve the fold with validation and test speakers swapped, which trains identically: "
+            "validate on both held-out speakers (data.validate_both), keep the best epoch by the test speaker's "
+            "validation (val_swap/ua) in this folder and test it on the validation speaker (its results.json).",
+        )
 
     # --- one folder per run -------------------------------------------------------
 
@@ -106,6 +117,13 @@ class SERCLI(LightningCLI):
         self.save_config_kwargs["overwrite"] = bool(self.subcommand == "fit" and cfg.get("ckpt_path"))
         self.run_dir = Path(run_dir)
         cfg.trainer.default_root_dir = run_dir
+        self.swap_run_dir = Path(cfg.swap_run_dir) if cfg.get("swap_run_dir") else None
+        if self.swap_run_dir:
+            if self.subcommand != "fit":
+                raise ConfigError(f"--swap_run_dir is for fit (one training run serving a fold and its swap), not {self.subcommand}")
+            if self.swap_run_dir.resolve() == self.run_dir.resolve():
+                raise ConfigError(f"--swap_run_dir {self.swap_run_dir} is the run folder itself: the two folds need a folder each")
+            cfg.data.validate_both = True
         net_args = cfg.model.net.get("init_args") if hasattr(cfg.model.net, "get") else None
         if self.subcommand in ("test", "validate") and cfg.get("ckpt_path") and net_args and net_args.get("weights"):
             net_args.weights = None  # the checkpoint holds the trained weights: no ImageNet download
@@ -127,6 +145,7 @@ class SERCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         self.results_writer = ResultsWriter(self._config_name())
         self.trainer.callbacks.append(self.results_writer)
+        self.swap_checkpoint = self._add_swap_checkpoint() if self.swap_run_dir else None
         # SERModule's hparams leave `net` out, so a checkpoint could not rebuild its network:
         # record the net's config (with the linked num_classes; weights=None, the trained ones
         # are in the state dict) so that `SERModule.load_from_checkpoint(path)` alone works.
@@ -138,19 +157,61 @@ class SERCLI(LightningCLI):
                 init["weights"] = None
             self.model.hparams["net"] = net
 
+    def _add_swap_checkpoint(self) -> ModelCheckpoint:
+        """The swapped fold's best epoch: the fold's monitored checkpoint (base.yaml) again, on
+        `val_swap/*` and in the swap folder. Its own state key (the monitor) resumes it from last.ckpt."""
+        best = self.trainer.checkpoint_callback
+        if not isinstance(best, ModelCheckpoint) or not (best.monitor or "").startswith("val/"):
+            raise ConfigError("--swap_run_dir needs the checkpoint callback that keeps the best epoch by a val/ metric "
+                              f"(base.yaml's, monitor val/ua); this run's first checkpoint callback monitors {getattr(best, 'monitor', None)}")
+        monitor = "val_swap/" + best.monitor.split("/", 1)[1]
+        swap = ModelCheckpoint(dirpath=str(self.swap_run_dir / "checkpoints"), monitor=monitor, mode=best.mode,
+                               filename=(best.filename or "").replace(best.monitor, monitor) or None,
+                               auto_insert_metric_name=best.auto_insert_metric_name)
+        self.trainer.callbacks.append(swap)
+        return swap
+
     # --- after the run: say where everything is ------------------------------------
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit"):
             return
         ckpt = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else None
+        # read before testing: a test restores the callbacks' states saved in the tested checkpoint
+        swap_ckpt = self.swap_checkpoint.best_model_path if self.swap_checkpoint is not None else None
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None)
         self._summary(ckpt)
+        if self.swap_checkpoint is not None:
+            self._test_swapped_fold(swap_ckpt)
+
+    def _test_swapped_fold(self, ckpt: str | None) -> None:
+        """Fold k-swap of a shared training run: the best epoch by the other speaker's validation
+        (`ckpt`), tested on this fold's validation speaker; results.json and config.yaml in the swap folder."""
+        if not ckpt:
+            raise RuntimeError(f"no checkpoint was kept by {self.swap_checkpoint.monitor}: nothing to test in {self.swap_run_dir}")
+        if self.trainer.is_global_zero:  # `test --config` of the swapped fold reproduces it
+            cfg = self.config.fit.clone()
+            cfg.run_dir = cfg.swap_run_dir = None
+            cfg.data.swap_speakers, cfg.data.validate_both = not cfg.data.swap_speakers, False
+            self.swap_run_dir.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(self.swap_run_dir / "config.yaml", self._parser("fit").dump(cfg, skip_none=False))
+        self.datamodule.exchange_held_out()
+        self.results_writer.run_dir = self.swap_run_dir
+        # this W&B run is fold k's: its test/* stay fold k's (the swap's are in its results.json
+        # and in the cv aggregate's W&B table)
+        loggers, self.trainer.loggers = self.trainer.loggers, []
+        try:
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+            self._summary(ckpt, self.swap_run_dir)
+        finally:
+            self.datamodule.exchange_held_out()
+            self.results_writer.run_dir = None
+            self.trainer.loggers = loggers
 
     def after_test(self) -> None:
         self._summary(self.config.test.get("ckpt_path"))
 
-    def _summary(self, ckpt: str | None) -> None:
+    def _summary(self, ckpt: str | None, run_dir: Path | None = None) -> None:
         results = getattr(self.model, "test_results", None)
         if not results or not self.trainer.is_global_zero:
             return
@@ -162,7 +223,7 @@ class SERCLI(LightningCLI):
             f"test WA {100 * results['wa']:.1f}%   UA {100 * results['ua']:.1f}%   "
             f"({dm.corpus_name} corpus, {dm.split.describe() if dm.split else ''})",
             f"checkpoint : {ckpt}",
-            f"run folder : {self.run_dir}  (results.json, config.yaml, W&B offline run: `wandb sync {self.run_dir}/wandb/offline-run-*`)",
+            f"run folder : {run_dir or self.run_dir}  (results.json, config.yaml; W&B offline run: `wandb sync {self.run_dir}/wandb/offline-run-*`)",
             f"reproduce  : python -m ser_fcn test {configs} --ckpt_path {ckpt}",
             "=" * 78,
         ]

@@ -63,7 +63,7 @@ def test_a_row_over_the_budget_is_not_trained_and_the_table_says_it_needs_a_gpu(
     cap = trainer_setting([str(EXPERIMENTS / "vgg16_random.yaml"), str(CPU)], [], "max_epochs")
     hours = row_hours(3000.0, cap, 5)
     assert o.agg is None and o.note.startswith(f"needs a GPU: about {format_duration(hours * 3600)} on this machine")
-    assert f"x {cap} epochs (the cap) x 5 runs" in o.note and "measured at 50m00s" in o.note
+    assert f"x {cap} epochs (the cap) x 5 training runs" in o.note and "measured at 50m00s" in o.note
     assert [Path(c).name for c in calls[0]] == ["vgg16_random.yaml", "cpu.yaml"]
     md = tables.render_table(1, [o], "cpu", CPU)
     assert f"| {VGG.system} | 65.3 | needs a GPU: about {format_duration(hours * 3600)}" in md

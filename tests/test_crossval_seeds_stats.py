@@ -46,11 +46,16 @@ def test_seeds_train_every_fold_with_each_seed_in_its_own_folder(tmp_path):
 
 def test_seeds_with_the_speaker_swap_and_the_aggregate_lists_missing_runs(tmp_path):
     fit = FakeFit(fail={"fold2-swap-seed1"})
-    agg = run_crossval(CFG, tmp_path, 10, launch=fit, seeds=2, only=[2])
+    agg = run_crossval(CFG, tmp_path, 10, launch=fit, seeds=2, only=[2], share=False)
     assert fit.trained == ["fold2", "fold2-swap", "fold2-seed1", "fold2-swap-seed1"]
     assert arg(fit.commands["fold2-swap-seed1"], "--data.swap_speakers") == "true"
     assert "fold2-swap-seed1" in agg["missing_folds"] and "fold5-seed1" in agg["missing_folds"]
     assert agg["n_runs"] == 3 and len(agg["missing_folds"]) == 20 - 3
+    shared = FakeFit()
+    agg = run_crossval(CFG, tmp_path / "shared", 10, launch=shared, seeds=2, only=[2])
+    assert shared.trained == ["fold2", "fold2-seed1"] and shared.served == ["fold2-swap", "fold2-swap-seed1"]
+    assert arg(shared.commands["fold2-seed1"], "--swap_run_dir") == str(tmp_path / "shared" / "fold2-swap-seed1")
+    assert agg["n_runs"] == 4 and sorted(f["seed"] for f in agg["folds"]) == [0, 0, 1, 1]
 
 
 def test_seed_and_resume_arguments_are_the_runners_and_bad_seed_counts_are_refused(tmp_path):

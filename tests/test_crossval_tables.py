@@ -72,7 +72,9 @@ def test_fold_list_five_ten_and_bad_counts():
 
 
 class FakeFit:
-    """Stands in for `python -m ser_fcn fit`: records the folds it trains, writes results.json."""
+    """Stands in for `python -m ser_fcn fit`: records the folds it trains, writes results.json
+    (with `--swap_run_dir`, the swapped fold's too, as one training run serving both does).
+    A run named in `fail` dies mid-training; a swap partner named there fails its test."""
 
     def __init__(self, fail: set[str] = frozenset()):
         self.trained: list[str] = []
@@ -93,6 +95,12 @@ class FakeFit:
             (run_dir / "checkpoints").mkdir(parents=True)  # died mid-fold
             return 1
         write_results(run_dir, fold, CMS[1 + fold % 3], swap=swap)
+        if "--swap_run_dir" in cmd:
+            swap_dir = Path(cmd[cmd.index("--swap_run_dir") + 1])
+            self.served = getattr(self, "served", []) + [swap_dir.name]
+            if swap_dir.name in self.fail:
+                return 1
+            write_results(swap_dir, fold, CMS[1 + (fold + 1) % 3], swap=not swap)
         return 0
 
 
@@ -137,11 +145,59 @@ def test_a_finished_fold_keeps_only_its_tested_checkpoint(tmp_path):
 
 def test_a_failed_fold_does_not_stop_the_others(tmp_path, capsys):
     out, cfg = tmp_path / "cv", [str(EXPERIMENTS / "fcn_attn.yaml")]
-    agg = run_crossval(cfg, out, 10, launch=FakeFit(fail={"fold2"}))
+    agg = run_crossval(cfg, out, 10, launch=FakeFit(fail={"fold2"}), share=False)
     assert agg["n_folds"] == 9 and agg["missing_folds"] == ["fold2"] and not agg["complete"]
     assert "FAILED" in capsys.readouterr().out
     fit = FakeFit()
-    assert run_crossval(cfg, out, 10, launch=fit)["complete"] and fit.trained == ["fold2"]
+    assert run_crossval(cfg, out, 10, launch=fit, share=False)["complete"] and fit.trained == ["fold2"]
+
+
+def test_a_fold_and_its_swap_share_one_training_run(tmp_path, capsys):
+    """Ten folds take five fits, each given its partner's folder; the aggregate has all ten."""
+    out, cfg = tmp_path / "cv", [str(EXPERIMENTS / "fcn_attn.yaml")]
+    fit = FakeFit()
+    agg = run_crossval(cfg, out, 10, launch=fit)
+    assert fit.trained == [f"fold{k}" for k in range(1, 6)] and fit.served == [f"fold{k}-swap" for k in range(1, 6)]
+    for k in range(1, 6):
+        cmd = fit.commands[f"fold{k}"]
+        assert cmd[cmd.index("--swap_run_dir") + 1] == str(out / f"fold{k}-swap")
+        assert cmd[cmd.index("--data.swap_speakers") + 1] == "false"
+        assert json.loads((out / f"fold{k}" / crossval.SHARED).read_text()) == {"swap_run": f"fold{k}-swap"}
+        meta = json.loads((out / f"fold{k}-swap" / "cv_fold.json").read_text())
+        assert meta["trained_in"] == f"fold{k}" and meta["wall_s"] == 0  # the wall time is counted once, in fold k
+    assert agg["complete"] and agg["n_runs"] == 10
+    assert sorted((f["fold"], f["swap_speakers"]) for f in agg["folds"]) == [(k, s) for k in range(1, 6) for s in (False, True)]
+    assert "5 training runs" in capsys.readouterr().out
+
+
+def test_a_shared_run_that_failed_trains_again_and_one_begun_alone_resumes_alone(tmp_path):
+    out, cfg = tmp_path / "cv", [str(EXPERIMENTS / "fcn_attn.yaml")]
+    agg = run_crossval(cfg, out, 10, launch=FakeFit(fail={"fold2", "fold3-swap"}), only=[2, 3])
+    assert sorted(agg["missing_folds"])[:3] == ["fold1", "fold1-swap", "fold2"]
+    assert {"fold2", "fold2-swap", "fold3-swap"} <= set(agg["missing_folds"]) and "fold3" not in agg["missing_folds"]
+    fit = FakeFit()
+    run_crossval(cfg, out, 10, launch=fit, only=[2, 3])
+    assert fit.trained == ["fold2", "fold3-swap"]  # fold 2 shared again; fold 3 is done, so its swap trains alone
+    assert "--swap_run_dir" in fit.commands["fold2"] and "--swap_run_dir" not in fit.commands["fold3-swap"]
+
+    # fold 4 begun alone (last.ckpt, no SHARED marker) resumes alone; its swap then trains alone
+    (out / "fold4" / "checkpoints").mkdir(parents=True)
+    (out / "fold4" / "checkpoints" / "last.ckpt").write_text("x")
+    fit = FakeFit()
+    run_crossval(cfg, out, 10, launch=fit, only=[4])
+    assert fit.trained == ["fold4", "fold4-swap"] and "--swap_run_dir" not in fit.commands["fold4"]
+    assert fit.commands["fold4"][fit.commands["fold4"].index("--ckpt_path") + 1].endswith("last.ckpt")
+
+    # a shared run left unfinished (marker and last.ckpt) resumes shared, keeping its partner's best checkpoint
+    (out / "fold5" / "checkpoints").mkdir(parents=True)
+    (out / "fold5" / "checkpoints" / "last.ckpt").write_text("x")
+    (out / "fold5" / crossval.SHARED).write_text("{}")
+    (out / "fold5-swap" / "checkpoints").mkdir(parents=True)
+    (out / "fold5-swap" / "checkpoints" / "best-epoch03.ckpt").write_text("x")
+    fit = FakeFit()
+    run_crossval(cfg, out, 10, launch=fit, only=[5])
+    assert fit.trained == ["fold5"] and "--swap_run_dir" in fit.commands["fold5"] and "--ckpt_path" in fit.commands["fold5"]
+    assert (out / "fold5-swap" / "checkpoints" / "best-epoch03.ckpt").is_file() and (out / "fold5-swap" / "results.json").is_file()
 
 
 def test_another_setup_in_the_same_folder_and_reserved_overrides_are_refused(tmp_path):

@@ -260,12 +260,13 @@ def test_render_only_writes_the_table_from_the_runs_there_and_trains_nothing(cor
     # with --max-row-hours, only the row that has no runs gets its epoch measured, and the verdict
     measured = []
     monkeypatch.setattr(tables, "measure_epoch", lambda files, overrides: measured.append(files) or
-                        {"seconds_per_batch": 60.0, "batches_per_epoch": 100, "timed_batches": 3})
+                        {"seconds_per_batch": 120.0, "batches_per_epoch": 100, "timed_batches": 3})
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     tables.main(2, argv + ["--render-only", "--max-row-hours", "1"])
     assert [Path(f[0]).stem for f in measured] == ["alexnet_random"]
     text = (tmp_path / "res" / "emodb.md").read_text()
-    assert "needs a GPU: about 2h00m on this machine" in text  # 60 s x 6 batches (quick) x 2 epochs x 10 runs
+    # 120 s x 6 batches (quick) x 2 epochs x 5 training runs: ten folds, each fold and its swap sharing one
+    assert "needs a GPU: about 2h00m on this machine" in text and "x 5 training runs for 10 runs" in text
 
 
 @pytest.mark.slow  # 12 fits: ~4 min on a shared 2-core CPU (`make test-slow`)

@@ -117,12 +117,16 @@ class RecordingFit:
     def __call__(self, cmd, log, echo=False):
         run_dir = Path(cmd[cmd.index("--run_dir") + 1])
         fold, swap = int(cmd[cmd.index("--data.fold") + 1]), cmd[cmd.index("--data.swap_speakers") + 1] == "true"
-        self.runs.append((fold, swap))
-        cm = [[1, 0], [0, 1]]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "results.json").write_text(json.dumps({
-            "fold": fold, "swap_speakers": swap, "wa": 1.0, "ua": 1.0, "n_utterances": 2, "classes": ["neu", "ang"],
-            "confusion_matrix": cm, "corpus": "RAVDESS", "merge_exc": False}))
+        self.launches = getattr(self, "launches", 0) + 1
+        served = [(run_dir, swap)]
+        if "--swap_run_dir" in cmd:  # one training run serves the fold and its swap
+            served.append((Path(cmd[cmd.index("--swap_run_dir") + 1]), not swap))
+        for folder, swapped in served:
+            self.runs.append((fold, swapped))
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "results.json").write_text(json.dumps({
+                "fold": fold, "swap_speakers": swapped, "wa": 1.0, "ua": 1.0, "n_utterances": 2, "classes": ["neu", "ang"],
+                "confusion_matrix": [[1, 0], [0, 1]], "corpus": "RAVDESS", "merge_exc": False}))
         return 0
 
 
@@ -132,7 +136,7 @@ def test_cv_runs_every_fold_of_a_twelve_session_corpus_each_actor_tested_once(co
     args = ["cv", "--config", str(REPO / "experiments" / "fcn_attn_random.yaml"), "--data.corpus", "ravdess",
             "--data.root", str(corpus[0]), "--out", str(tmp_path / "cv")]
     main(args)
-    assert fit.runs == [(k, False) for k in range(1, 13)] + [(k, True) for k in range(1, 13)]
+    assert sorted(fit.runs) == [(k, s) for k in range(1, 13) for s in (False, True)] and fit.launches == 12
     agg = json.loads((tmp_path / "cv" / "aggregate.json").read_text())
     assert agg["n_runs"] == 24 and agg["complete"]
     rows, _ = ravdess.read_ravdess(corpus[0], progress=False)
@@ -141,7 +145,7 @@ def test_cv_runs_every_fold_of_a_twelve_session_corpus_each_actor_tested_once(co
 
     fit.runs.clear()
     main(args[:-1] + [str(tmp_path / "only"), "--only", "3", "12"])
-    assert fit.runs == [(3, False), (12, False), (3, True), (12, True)]
+    assert fit.runs == [(3, False), (3, True), (12, False), (12, True)]
     with pytest.raises(SystemExit, match=r"--folds 10: use 12 \(one per session\) or 24"):
         main(args[:-1] + [str(tmp_path / "bad"), "--folds", "10"])
     with pytest.raises(SystemExit, match=r"--only \[13\]: folds are 1..12"):

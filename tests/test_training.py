@@ -129,13 +129,16 @@ def test_two_process_ddp_fit_runs_to_the_end(demo_corpus, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "ser_fcn", "fit", *tiny_args(demo_corpus.root, run_dir),
            "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
-           "--trainer.limit_train_batches", "2"]
+           "--trainer.limit_train_batches", "2", "--swap_run_dir", str(tmp_path / "ddp-swap")]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((run_dir / "results.json").read_text())
-    # metrics are gathered across ranks: every test utterance counted once
-    assert sum(map(sum, results["confusion_matrix"])) == results["n_utterances"]
-    assert results["n_utterances"] == sum(1 for u in demo_corpus.utterances if u["speaker"] == "1M" and u["improvised"] and u["label"] in ("neu", "hap", "sad", "ang"))
+    # metrics are gathered across ranks: every test utterance counted once, in the fold and in its
+    # swap, which the same training run served (both validation sets split across the ranks)
+    for folder, speaker in ((run_dir, "1M"), (tmp_path / "ddp-swap", "1F")):
+        results = json.loads((folder / "results.json").read_text())
+        assert sum(map(sum, results["confusion_matrix"])) == results["n_utterances"] and results["test_speaker"] == speaker
+        assert results["n_utterances"] == sum(1 for u in demo_corpus.utterances if u["speaker"] == speaker and u["improvised"] and u["label"] in ("neu", "hap", "sad", "ang"))
+        assert all("val_swap/ua" in h and "val/ua" in h for h in results["history"])
     assert len(list(run_dir.glob("config.yaml"))) == 1 and not list(tmp_path.glob("runs"))
 
 

@@ -7,7 +7,7 @@ giving ten folds in all). A speaker never appears in two of train/validation/tes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..utils.errors import ConfigError, UserError
 from .manifest import Utterance
@@ -33,6 +33,10 @@ class FoldSplit:
             f"validation speaker {self.val_speaker}, test speaker {self.test_speaker}; "
             f"{len(self.train)} train / {len(self.val)} val / {len(self.test)} test utterances"
         )
+
+    def swapped(self) -> FoldSplit:
+        """The same fold with its validation and test speakers exchanged (fold k-swap)."""
+        return replace(self, val_speaker=self.test_speaker, test_speaker=self.val_speaker, val=self.test, test=self.val)
 
 
 def check_speakers_in_one_session(rows: list[Utterance]) -> None:

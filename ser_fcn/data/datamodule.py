@@ -116,6 +116,11 @@ class SERDataModule(L.LightningDataModule):
         fold: 1..number of sessions (5 for IEMOCAP); the session held out. With `emobox`:
             EmoBox's `fold_<fold>`.
         swap_speakers: exchange the held-out session's validation and test speakers.
+        validate_both: also validate on the test speaker, as a second validation set logged as
+            `val_swap/*` (never as `val/*`, which alone picks the fold's checkpoint). Fold k and
+            fold k-swap train on the same speakers with the same seed, so one training run serves
+            both: `fit --swap_run_dir` keeps the best epoch by `val_swap/ua` for the swapped fold
+            and tests it on the validation speaker (`exchange_held_out`). Not for EmoBox folds.
         classes: the label set, in the order of the model's outputs.
         merge_exc: IEMOCAP only: count `exc` as `hap`.
         include_scripted: IEMOCAP only: keep scripted dialogs too (the paper does not).
@@ -144,6 +149,7 @@ class SERDataModule(L.LightningDataModule):
         corpus: str = DEFAULT_CORPUS,
         fold: int = 1,
         swap_speakers: bool = False,
+        validate_both: bool = False,
         classes: list[str] | None = None,
         merge_exc: bool = False,
         include_scripted: bool = False,
@@ -174,6 +180,9 @@ class SERDataModule(L.LightningDataModule):
         if emobox and (merge_exc or include_scripted):  # would be ignored: the fold files fix the subset
             raise ConfigError("data.merge_exc / data.include_scripted do not apply to data.emobox: its fold files and "
                              "label_map.json fix the utterances and labels (IEMOCAP's merge exc into Happy)")
+        if emobox and validate_both:
+            raise ConfigError("data.validate_both needs a held-out session with a validation and a test speaker; "
+                             "EmoBox folds carve validation from the training part")
         reader = get_corpus(corpus)
         if corpus != DEFAULT_CORPUS and (manifest or emobox or not root):
             raise ConfigError(f"data.corpus {corpus} reads data.root (its folder): give data.root, "
@@ -189,6 +198,7 @@ class SERDataModule(L.LightningDataModule):
         self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache = FeatureCache(self.cache_root / "features", self.spec, cache_dtype)
         self.split: FoldSplit | None = None
+        self.exchanged = False  # exchange_held_out() was called: val and test swapped after fit
         self.datasets: dict[str, SpectrogramDataset] = {}
         self.skipped: list = []
         self.class_counts: list[int] = []
@@ -323,6 +333,21 @@ class SERDataModule(L.LightningDataModule):
         log.info("train class counts: %s", dict(zip(self.classes, self.class_counts)))
         log.info("utterances per speaker and class:\n%s", count_table(rows, self.classes))
 
+    def exchange_held_out(self) -> None:
+        """Swap the validation and test speakers of the set-up fold (fold k becomes fold k-swap),
+        so that the next `test` scores the other speaker (`fit --swap_run_dir`)."""
+        if self.split is None:
+            raise RuntimeError("exchange_held_out() before setup(): there is no fold to swap yet")
+        self.split = self.split.swapped()
+        self.datasets["val"], self.datasets["test"] = self.datasets["test"], self.datasets["val"]
+        self.exchanged = not self.exchanged
+
+    @property
+    def speakers_swapped(self) -> bool:
+        """Whether the fold's current test speaker is the swapped fold's (data.swap_speakers, or
+        exchanged after a shared training run)."""
+        return bool(self.hparams.swap_speakers) != self.exchanged
+
     def speaker_stats_of(self, rows: list[Utterance]) -> dict[str, SpeakerStats] | None:
         """Under speaker_norm, each speaker's per-bin statistics over its rows of `rows` (cached
         features; every split's speakers alike: no labels are used); else None."""
@@ -359,9 +384,10 @@ class SERDataModule(L.LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         return self.loader(self.datasets[name], name, shuffle)
 
-    def loader(self, ds: SpectrogramDataset, name: str = "eval", shuffle: bool = False) -> DataLoader:
+    def loader(self, ds: SpectrogramDataset, name: str = "eval", shuffle: bool = False,
+               generator: torch.Generator | None = None) -> DataLoader:
         """Bucketed batches of `ds` with this run's caps and collate (also for datasets built
-        outside setup, e.g. by `evaluate`)."""
+        outside setup, e.g. by `evaluate`); `generator`: the DataLoader's (None: the global RNG)."""
         replicas, rank = self._world()
         cap, buckets = self.hparams.max_frames_per_batch, self.hparams.num_buckets
         if name != "train":
@@ -398,12 +424,18 @@ class SERDataModule(L.LightningDataModule):
             collate_fn=collate,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            generator=generator,
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        if self.hparams.validate_both:  # dataloader 1 is the test speaker: SERModule logs it as val_swap/*
+            # Each epoch a DataLoader draws its iterator's base seed from the global RNG unless it
+            # has a generator of its own; the second one gets one, so training (dropout) draws the
+            # same numbers as in a run with one validation set and the shared run matches both folds.
+            return [self._loader("val", shuffle=False), self.loader(self.datasets["test"], "test", generator=torch.Generator())]
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:

@@ -65,16 +65,20 @@ def epoch_seconds(measured: dict, limit_train_batches=None) -> float:
     return measured["seconds_per_batch"] * n
 
 
-def row_hours(epoch_s: float, max_epochs: int, runs: int) -> float:
-    """Hours to train `runs` runs of at most `max_epochs` epochs of `epoch_s` seconds (the cap:
-    early stopping may end sooner)."""
-    return epoch_s * max_epochs * runs / 3600
+def row_hours(epoch_s: float, max_epochs: int, trainings: int) -> float:
+    """Hours to train `trainings` training runs of at most `max_epochs` epochs of `epoch_s`
+    seconds (the cap: early stopping may end sooner)."""
+    return epoch_s * max_epochs * trainings / 3600
 
 
-def needs_gpu_note(measured: dict, epoch_s: float, max_epochs: int, runs: int) -> str:
-    """The table cell of a row this machine cannot train within the budget."""
-    hours = row_hours(epoch_s, max_epochs, runs)
+def needs_gpu_note(measured: dict, epoch_s: float, max_epochs: int, runs: int, trainings: int | None = None) -> str:
+    """The table cell of a row this machine cannot train within the budget: `runs` (fold, seed)
+    runs in `trainings` training runs (fewer when a fold and its swap share one; default `runs`)."""
+    trainings = runs if trainings is None else trainings
+    hours = row_hours(epoch_s, max_epochs, trainings)
+    shared = f" for {runs} runs (a fold and its swap share one)" if trainings < runs else ""
     # hours and minutes: a whole-hour figure would print 1 h 28 min as "1 h", within a 1-hour budget
     return (f"needs a GPU: about {format_duration(hours * 3600)} on this machine (a training epoch measured at {format_duration(epoch_s)}: "
             f"{measured['seconds_per_batch']:.1f} s per batch, median of {measured['timed_batches']} batches of fold 1, "
-            f"x {round(epoch_s / measured['seconds_per_batch'])} batches; x {max_epochs} epochs (the cap) x {runs} runs)")
+            f"x {round(epoch_s / measured['seconds_per_batch'])} batches; x {max_epochs} epochs (the cap) "
+            f"x {trainings} training runs{shared})")

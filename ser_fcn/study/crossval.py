@@ -13,6 +13,12 @@ every fold trains once per seed s = 0..N-1 (`--seed_everything s --data.seed s`)
 keeps the folder `fold<k>` (so runs made before seeds existed stay valid), seed s > 0 trains
 in `fold<k>-seed<s>` (`fold<k>-swap-seed<s>`). One (fold, seed) is a "run".
 
+Fold k and fold k-swap train on the same speakers with the same seed, so one training run serves
+both: `fit --swap_run_dir <out>/fold<k>-swap` validates on both held-out speakers every epoch,
+keeps the best epoch by each, and tests each on the other speaker; fold k-swap's results.json is
+exactly what a run of its own would give (tests/test_shared_swap.py). `--train-swap-separately`
+trains them apart, as before; a run begun alone resumes alone (`_shares_training`).
+
 `results.json` marks a run as done: a rerun skips it. A run folder without it (killed
 mid-training) resumes from its `checkpoints/last.ckpt` (`fit --ckpt_path …`, same folder)
 when there is one; a folder without last.ckpt is cleared and the run trained again. Once a
@@ -64,7 +70,8 @@ SETUP = "cv.json"
 AGGREGATE = "aggregate.json"
 N_SESSIONS = 5  # IEMOCAP (and the demo corpus): one fold per held-out session
 RESERVED = ("--data.fold", "--data.swap_speakers", "--run_dir", "--test_after_fit", "--seed_everything",
-            "--data.seed", "--ckpt_path")
+            "--data.seed", "--ckpt_path", "--swap_run_dir", "--data.validate_both")
+SHARED = "cv_shared.json"  # in fold<k>: its training run also serves fold<k>-swap (fit --swap_run_dir)
 SEEDS = 1  # runs per fold unless --seeds says otherwise
 LAST_CKPT = Path("checkpoints") / "last.ckpt"  # base.yaml's ModelCheckpoint(save_last=true): where a run resumes
 
@@ -96,6 +103,18 @@ def run_list(plan: Sequence[Fold], seeds: int = SEEDS) -> list[Run]:
     if seeds < 1:
         raise ValueError(f"--seeds {seeds}: give at least 1")
     return [Run(fold, seed) for seed in range(seeds) for fold in plan]
+
+
+def swap_partner(run: Run) -> Run:
+    """The run that trains on the same speakers with the same seed: fold k <-> fold k-swap."""
+    return Run(Fold(run.fold.fold, not run.fold.swap), run.seed)
+
+
+def count_trainings(runs: Sequence[Run], share: bool = True) -> int:
+    """Training runs that `runs` take: with `share`, a fold and its swap, both among them, take one."""
+    names = {r.name for r in runs}
+    shared = sum(1 for r in runs if share and not r.fold.swap and swap_partner(r).name in names)
+    return len(runs) - shared
 
 
 def seed_of(run_name: str) -> int:
@@ -202,13 +221,15 @@ def override_value(overrides: list[str], key: str) -> str | None:
 
 
 def fit_command(configs: Sequence[str], run: Run, run_dir: Path, overrides: Sequence[str],
-                resume_from: Path | None = None) -> list[str]:
-    """The `fit` command of one run; `resume_from`: the last.ckpt it goes on from."""
+                resume_from: Path | None = None, swap_dir: Path | None = None) -> list[str]:
+    """The `fit` command of one run; `resume_from`: the last.ckpt it goes on from; `swap_dir`: the
+    folder of its swap partner, which the same training run serves (`fit --swap_run_dir`)."""
     cmd = [sys.executable, "-m", "ser_fcn", "fit"]
     for c in configs:
         cmd += ["--config", str(c)]
     cmd += [*overrides, "--data.fold", str(run.fold.fold), "--data.swap_speakers", str(run.fold.swap).lower(),
             "--seed_everything", str(run.seed), "--data.seed", str(run.seed), "--run_dir", str(run_dir)]
+    cmd += ["--swap_run_dir", str(swap_dir)] if swap_dir else []
     return cmd + (["--ckpt_path", str(resume_from)] if resume_from else [])
 
 
@@ -317,6 +338,7 @@ def run_crossval(
     keep_checkpoints: bool = False,
     emobox: str | None = None,
     seeds: int = SEEDS,
+    share: bool = True,
 ) -> dict:
     """Train every (fold, seed) run not yet done, then write and return `<out>/aggregate.json`.
 
@@ -324,7 +346,8 @@ def run_crossval(
     A failed run does not stop the others; the aggregate then says which runs are missing.
     `emobox`: an EmoBox corpus folder (its `--data.emobox` is among `overrides`): one fold per
     `fold_<k>` folder. `seeds`: each fold is trained with the seeds 0..seeds-1. `folds`: None is
-    every fold of the corpus's protocol (`default_folds`).
+    every fold of the corpus's protocol (`default_folds`). `share`: fold k and fold k-swap, which
+    train on the same speakers with the same seed, share one training run (`_shares_training`).
     """
     bad = [o for o in overrides if o.split("=", 1)[0] in RESERVED]
     if bad:
@@ -342,9 +365,11 @@ def run_crossval(
     _check_setup(out, setup_record(configs, overrides))
     (out / "logs").mkdir(exist_ok=True)
     launch = launch or (lambda cmd, log: launch_fold(cmd, log, echo))
-    print(f"cv {name}: {len(plan)} runs ({seeds} seed(s) per fold) in {out}", flush=True)
+    n_train = count_trainings(plan, share)
+    shared = f", {n_train} training runs: each fold and its swap share one" if n_train < len(plan) else ""
+    print(f"cv {name}: {len(plan)} runs ({seeds} seed(s) per fold{shared}) in {out}", flush=True)
     with sigterm_stops_the_fold():
-        failed = _train_runs(plan, out, configs, overrides, launch, keep_checkpoints, name)
+        failed = _train_runs(plan, out, configs, overrides, launch, keep_checkpoints, name, share)
     expected = run_list(fold_list(folds, None, n_sessions, swap=not emobox), seeds)
     agg = aggregate(out, [r.name for r in expected], name=name)
     atomic.write_json(out / AGGREGATE, agg)
@@ -368,53 +393,95 @@ def prepare_run_dir(run_dir: Path, tag: str = "") -> Path | None:
     return None
 
 
+def _shares_training(run: Run, plan: Sequence[Run], out: Path, share: bool) -> Run | None:
+    """The swap partner that `run`'s training also serves, or None (train it alone).
+
+    Fold k and fold k-swap train on the same eight speakers with the same seed, so their training
+    runs are the same; only the speaker that picks the best epoch and the one tested differ. One
+    run (`fit --swap_run_dir`) validates on both and keeps a best checkpoint for each. Shared when
+    both are in the plan and unfinished, the partner's folder holds no training of its own
+    (last.ckpt), and fold k's is either fresh or a shared run left unfinished (SHARED); a run
+    begun alone resumes alone."""
+    if not share or run.fold.swap:
+        return None
+    partner = swap_partner(run)
+    if partner not in plan or any((out / r.name / RESULTS).is_file() for r in (run, partner)):
+        return None
+    if (out / partner.name / LAST_CKPT).is_file():
+        return None
+    run_dir = out / run.name
+    return partner if not (run_dir / LAST_CKPT).is_file() or (run_dir / SHARED).is_file() else None
+
+
 def _train_runs(plan: list[Run], out: Path, configs: Sequence[str], overrides: Sequence[str],
                 launch: Callable[[list[str], Path], int], keep_checkpoints: bool = False,
-                experiment: str | None = None) -> list[str]:
+                experiment: str | None = None, share: bool = True) -> list[str]:
     """Train the runs of `plan` that have no results.json, in order; the names of those that failed.
-    Each fit is a W&B run of the experiment's group, named `<experiment>/<run>` (wandb_report)."""
+    Each fit is a W&B run of the experiment's group, named `<experiment>/<run>` (wandb_report);
+    a fold and its swap share one (`_shares_training`)."""
     experiment = experiment or out.name
     t0, trained, failed = time.monotonic(), [], []
-    todo = [r for r in plan if not (out / r.name / RESULTS).is_file()]
+    served: dict[str, str] = {}  # swap runs trained in this call by their partner's run
     for i, run in enumerate(plan, 1):
         run_dir = out / run.name
         tag = f"  [{i}/{len(plan)}] {run.name:<11}"
         if (run_dir / RESULTS).is_file():
             r = json.loads((run_dir / RESULTS).read_text())
-            print(f"{tag} done before: WA {100 * r['wa']:.1f}  UA {100 * r['ua']:.1f}  (not retrained)", flush=True)
+            how = f"trained with {served[run.name]} (one training run for both)" if run.name in served else "done before"
+            print(f"{tag} {how}: WA {100 * r['wa']:.1f}  UA {100 * r['ua']:.1f}" + ("" if run.name in served else "  (not retrained)"),
+                  flush=True)
             continue
+        if run.name in served:  # its shared run failed to test it; already reported
+            continue
+        partner = _shares_training(run, plan, out, share)
         resume_from = prepare_run_dir(run_dir, tag)
+        swap_dir = out / partner.name if partner else None
+        if partner:
+            if resume_from is None and swap_dir.exists():  # a fresh shared run: its partner's folder too
+                shutil.rmtree(swap_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic.write_json(run_dir / SHARED, {"swap_run": partner.name})
         if setup_record(configs, overrides) != json.loads((out / SETUP).read_text()):
             raise SystemExit(f"error: a config file changed while {out} was being trained; the runs "
                              "done so far used the old one. Delete that folder and start again.")
         log = out / "logs" / f"{run.name}.log"
-        cmd = fit_command(configs, run, run_dir, overrides, resume_from)
-        print(f"{tag} training (log: {log})", flush=True)
+        cmd = fit_command(configs, run, run_dir, overrides, resume_from, swap_dir)
+        print(f"{tag} training" + (f", also for {partner.name}" if partner else "") + f" (log: {log})", flush=True)
         start = time.monotonic()
         with fold_run_env(group_name(out, experiment), f"{experiment}/{run.name}"):
             code = launch(cmd, log)
         wall = time.monotonic() - start
         trained.append(wall)
-        left = len(todo) - len(trained)
+        remaining = [r for r in plan[i:] if r.name not in served and r != partner and not (out / r.name / RESULTS).is_file()]
+        left = count_trainings(remaining, share)
         eta = f", ~{format_duration(left * sum(trained) / len(trained))} left" if left else ""
-        if code == 0 and (run_dir / RESULTS).is_file():
-            _finish_run(run_dir, cmd, log, wall, keep_checkpoints)
-            r = json.loads((run_dir / RESULTS).read_text())
-            print(f"{tag} WA {100 * r['wa']:.1f}  UA {100 * r['ua']:.1f}  in {format_duration(wall)}"
-                  f"  (elapsed {format_duration(time.monotonic() - t0)}{eta})", flush=True)
-        else:
-            failed.append(run.name)
-            _report_failure(tag, code, wall, log)
-            if resume_from:
+        if partner:
+            served[partner.name] = run.name
+        for r, meta in [(run, {"serves": partner.name} if partner else {})] + ([(partner, {"trained_in": run.name})] if partner else []):
+            r_dir = out / r.name
+            if code == 0 and (r_dir / RESULTS).is_file():
+                _finish_run(r_dir, cmd, log, wall if r == run else 0.0, keep_checkpoints, meta)
+                res = json.loads((r_dir / RESULTS).read_text())
+                if r == run:
+                    print(f"{tag} WA {100 * res['wa']:.1f}  UA {100 * res['ua']:.1f}  in {format_duration(wall)}"
+                          f"  (elapsed {format_duration(time.monotonic() - t0)}{eta})", flush=True)
+                continue
+            failed.append(r.name)
+            if r == run or code == 0:  # a failed shared run is reported once
+                _report_failure(tag if r == run else f"{tag} for {r.name}:", code, wall, log)
+            if resume_from and r == run:
                 print(f"      (it resumed from {resume_from}; if that checkpoint is damaged, delete {run_dir} "
                       "to train this run from scratch)", flush=True)
     return failed
 
 
-def _finish_run(run_dir: Path, cmd: list[str], log: Path, wall: float, keep_checkpoints: bool) -> None:
-    """A run that wrote results.json: its meta (wall time, device, command), extra checkpoints dropped."""
+def _finish_run(run_dir: Path, cmd: list[str], log: Path, wall: float, keep_checkpoints: bool,
+                extra: dict | None = None) -> None:
+    """A run that wrote results.json: its meta (wall time, device, command; `extra`: which run a
+    shared training served or was trained in, whose wall time it is), extra checkpoints dropped."""
     text = log.read_text(errors="replace") if log.is_file() else ""
-    atomic.write_json(run_dir / FOLD_META, {"wall_s": round(wall, 1), "device": describe_device(text), "command": cmd})
+    atomic.write_json(run_dir / FOLD_META, {"wall_s": round(wall, 1), "device": describe_device(text), "command": cmd,
+                                            **(extra or {})})
     if not keep_checkpoints:
         ckpt = json.loads((run_dir / RESULTS).read_text()).get("ckpt_path")
         drop_extra_checkpoints(run_dir, ckpt)
@@ -575,12 +642,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="folder of the folds and aggregate.json (default runs/cv/<first config name>)")
     p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every checkpoint of a finished fold, not only the tested one")
+    p.add_argument("--train-swap-separately", action="store_true",
+                   help="train fold k and fold k-swap in two runs; by default one run serves both, since they train on the "
+                   "same speakers with the same seed (it validates on both held-out speakers and keeps a best epoch for each)")
     args, overrides = p.parse_known_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds {args.seeds}: give at least 1")
     out = args.out or str(Path("runs") / "cv" / Path(args.config[0]).stem)
     overrides = emobox_overrides(args.emobox, args.audio_root) + overrides
     agg = run_crossval(args.config, out, args.folds, overrides, only=args.only, echo=args.verbose,
-                       keep_checkpoints=args.keep_checkpoints, emobox=args.emobox, seeds=args.seeds)
+                       keep_checkpoints=args.keep_checkpoints, emobox=args.emobox, seeds=args.seeds,
+                       share=not args.train_swap_separately)
     if not agg["complete"] and not args.only:
         sys.exit(1)

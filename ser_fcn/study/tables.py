@@ -47,8 +47,8 @@ import yaml
 from ..utils import atomic
 from .budget import BUDGET, epoch_seconds, measure_epoch, needs_gpu_note, row_hours, trainer_setting
 from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, CORPORA
-from .crossval import (AGGREGATE, RESULTS, SEEDS, aggregate, corpus_sessions, emobox_folds, emobox_overrides,
-                       override_value, run_crossval, setup_record)
+from .crossval import (AGGREGATE, RESULTS, SEEDS, aggregate, corpus_sessions, count_trainings, emobox_folds,
+                       emobox_overrides, fold_list, override_value, run_crossval, run_list, setup_record)
 from .corpus_tables import CORPUS_TABLES, REAL_SPEECH, SPEAKER_ROWS, published_outcome
 from .references import COMMON_PROTOCOL
 from .rows import Outcome, PairedTests, Row
@@ -168,10 +168,12 @@ def gpu_needed(configs: list[Path], overrides: list[str], s: Setup, out: Path, r
         atomic.write_json(out / BUDGET, {"setup": setup, "measured": measured, "when": time.strftime("%Y-%m-%d %H:%M")})
     epoch_s = epoch_seconds(measured, trainer_setting(files, overrides, "limit_train_batches"))
     cap = int(trainer_setting(files, overrides, "max_epochs"))
-    hours = row_hours(epoch_s, cap, runs)
+    sessions = s.folds if s.emobox else corpus_sessions(files, overrides)[0]
+    trainings = count_trainings(run_list(fold_list(s.folds, None, sessions, swap=not s.emobox), s.seeds))
+    hours = row_hours(epoch_s, cap, trainings)
     print(f"  a training epoch measured at {epoch_s:.0f} s on this machine: at most {hours:.1f} h for {runs} runs "
-          f"of up to {cap} epochs (budget {s.max_row_hours:g} h per row)", flush=True)
-    return needs_gpu_note(measured, epoch_s, cap, runs) if hours > s.max_row_hours else None
+          f"({trainings} training runs) of up to {cap} epochs (budget {s.max_row_hours:g} h per row)", flush=True)
+    return needs_gpu_note(measured, epoch_s, cap, runs, trainings) if hours > s.max_row_hours else None
 
 
 def rendered_outcome(row: Row, runs: Path) -> Outcome:

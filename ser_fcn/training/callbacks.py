@@ -18,12 +18,27 @@ from torch.optim.swa_utils import get_ema_avg_fn
 from ..utils import atomic
 
 
+def exchange_validation_sets(entry: dict) -> dict:
+    """A history entry of a shared training run as the swapped fold sees it: its `val_swap/*`
+    figures become `val/*` and the other way round (`data.validate_both`)."""
+    def other(key: str) -> str:
+        head, sep, tail = key.partition("/")
+        return {"val": "val_swap", "val_swap": "val"}.get(head, head) + sep + tail
+
+    return {other(k): v for k, v in entry.items()}
+
+
 class ResultsWriter(L.Callback):
-    """Writes `<run dir>/results.json` after testing: fold, WA, UA, confusion matrix, classes."""
+    """Writes `<run dir>/results.json` after testing: fold, WA, UA, confusion matrix, classes.
+
+    `run_dir`: where to write it instead of the trainer's folder (the swapped fold of a shared
+    training run, `fit --swap_run_dir`); its history then reads the swapped fold's validation.
+    """
 
     def __init__(self, config_name: str = ""):
         self.config_name = config_name
         self.path: Path | None = None
+        self.run_dir: Path | None = None
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         results = getattr(pl_module, "test_results", None)
@@ -31,11 +46,13 @@ class ResultsWriter(L.Callback):
             return
         dm = trainer.datamodule
         split = getattr(dm, "split", None)
+        if getattr(dm, "exchanged", False):
+            results = {**results, "history": [exchange_validation_sets(e) for e in results.get("history", [])]}
         record = {
             "config": self.config_name,
             "corpus": getattr(dm, "corpus_name", None),
             "fold": split.fold if split else None,
-            "swap_speakers": bool(dm.hparams.get("swap_speakers", False)) if dm is not None else None,
+            "swap_speakers": getattr(dm, "speakers_swapped", None),
             "val_speaker": split.val_speaker if split else None,
             "test_speaker": split.test_speaker if split else None,
             "merge_exc": bool(dm.hparams.get("merge_exc", False)) if dm is not None else None,
@@ -44,7 +61,7 @@ class ResultsWriter(L.Callback):
             "ckpt_path": str(trainer.ckpt_path) if trainer.ckpt_path else None,
             **results,
         }
-        self.path = Path(trainer.default_root_dir) / "results.json"
+        self.path = Path(self.run_dir or trainer.default_root_dir) / "results.json"
         if trainer.is_global_zero:
             atomic.write_json(self.path, record)
         for logger in trainer.loggers:

@@ -23,6 +23,12 @@ from .augment import Augmentation
 from .metrics import UtterancePosteriors, confusion_scores
 
 
+# val_swap: the second validation set of `data.validate_both` (the fold's test speaker), which
+# picks the swapped fold's checkpoint when fold k and fold k-swap share one training run
+VAL_SPLITS = ("val", "val_swap")
+EVAL_SPLITS = (*VAL_SPLITS, "test")
+
+
 class SERModule(L.LightningModule):
     """Args:
         net: the network (e.g. `ser_fcn.models.FCNAttention`).
@@ -66,8 +72,8 @@ class SERModule(L.LightningModule):
         self.train_wa = MulticlassAccuracy(num_classes, average="micro")
         self.train_loss = MeanMetric()
         self.pad_frames = MeanMetric()
-        self.eval_posteriors = nn.ModuleDict({s: UtterancePosteriors() for s in ("val", "test")})
-        self.confmat = nn.ModuleDict({s: MulticlassConfusionMatrix(num_classes) for s in ("val", "test")})
+        self.eval_posteriors = nn.ModuleDict({s: UtterancePosteriors() for s in EVAL_SPLITS})
+        self.confmat = nn.ModuleDict({s: MulticlassConfusionMatrix(num_classes) for s in EVAL_SPLITS})
         self.val_ua_best = MaxMetric()
         self.test_results: dict | None = None
         self.history: list[dict] = []  # one entry per finished epoch; kept in checkpoints
@@ -144,7 +150,8 @@ class SERModule(L.LightningModule):
         logits, _ = self(batch["x"], batch["lengths"])
         loss = F.cross_entropy(logits.float(), batch["y"])
         self.eval_posteriors[split].update(batch["utt_index"], logits.float().softmax(-1), batch["y"])
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(batch["y"]))
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(batch["y"]),
+                 add_dataloader_idx=False)  # each validation set has its own name (VAL_SPLITS)
         return loss
 
     def _eval_epoch_end(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,20 +161,25 @@ class SERModule(L.LightningModule):
         confmat = self.confmat[split](probs.argmax(-1), target).cpu()
         self.confmat[split].reset()
         wa, ua = confusion_scores(confmat)
-        self.log(f"{split}/wa", wa, prog_bar=True)
-        self.log(f"{split}/ua", ua, prog_bar=True)
+        shown = split != "val_swap"  # the progress bar shows the fold's own validation speaker
+        self.log(f"{split}/wa", wa, prog_bar=shown)
+        self.log(f"{split}/ua", ua, prog_bar=shown)
         return utt, confmat
 
-    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._eval_step("val", batch)
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self._eval_step(VAL_SPLITS[dataloader_idx], batch)
 
     def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
+        loaders = self.trainer.val_dataloaders
+        splits = VAL_SPLITS[: len(loaders) if isinstance(loaders, (list, tuple)) else 1]
+        for split in splits:
+            self._eval_epoch_end(split)
         if not self.trainer.sanity_checking:
             self.val_ua_best(self.trainer.callback_metrics["val/ua"])
             self.log("val/ua_best", self.val_ua_best.compute())
             metrics = self.trainer.callback_metrics
-            entry = {"epoch": self.current_epoch, **{k: float(metrics[k]) for k in ("val/wa", "val/ua", "val/loss") if k in metrics}}
+            keys = [f"{s}/{m}" for s in splits for m in ("wa", "ua", "loss")]
+            entry = {"epoch": self.current_epoch, **{k: float(metrics[k]) for k in keys if k in metrics}}
             if self.trainer.state.fn == TrainerFn.FITTING and self.train_loss.update_count:
                 # how well this epoch fit its training batches (augmented, in training mode),
                 # so that underfitting shows in results.json beside the validation figures
