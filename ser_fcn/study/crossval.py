@@ -366,7 +366,7 @@ def run_crossval(
     (out / "logs").mkdir(exist_ok=True)
     launch = launch or (lambda cmd, log: launch_fold(cmd, log, echo))
     n_train = count_trainings(plan, share)
-    shared = f", {n_train} training runs: each fold and its swap share one" if n_train < len(plan) else ""
+    shared = f", {n_train} training run{'s' * (n_train != 1)}: each fold and its swap share one" if n_train < len(plan) else ""
     print(f"cv {name}: {len(plan)} runs ({seeds} seed(s) per fold{shared}) in {out}", flush=True)
     with sigterm_stops_the_fold():
         failed = _train_runs(plan, out, configs, overrides, launch, keep_checkpoints, name, share)
