@@ -217,6 +217,8 @@ class SERCLI(LightningCLI):
             return
         dm = self.datamodule
         configs = " ".join(f"--config {c}" for c in (self.config[self.subcommand].get("config") or []))
+        if run_dir is not None:  # the swapped fold of a shared run: its own config.yaml has its speakers
+            configs = f"--config {run_dir / 'config.yaml'}"
         lines = [
             "",
             "=" * 78,
