@@ -452,22 +452,24 @@ def _train_runs(plan: list[Run], out: Path, configs: Sequence[str], overrides: S
             code = launch(cmd, log)
         wall = time.monotonic() - start
         trained.append(wall)
-        remaining = [r for r in plan[i:] if r.name not in served and r != partner and not (out / r.name / RESULTS).is_file()]
-        left = count_trainings(remaining, share)
-        eta = f", ~{format_duration(left * sum(trained) / len(trained))} left" if left else ""
         if partner:
             served[partner.name] = run.name
-        for r, meta in [(run, {"serves": partner.name} if partner else {})] + ([(partner, {"trained_in": run.name})] if partner else []):
+        remaining = [r for r in plan[i:] if r.name not in served and not (out / r.name / RESULTS).is_file()]
+        left = count_trainings(remaining, share)
+        eta = f", ~{format_duration(left * sum(trained) / len(trained))} left" if left else ""
+        # the trained run, and the partner it served (its wall time counted once, in the run's meta)
+        outcomes = [(run, {"serves": partner.name}, wall), (partner, {"trained_in": run.name}, 0.0)] if partner else [(run, {}, wall)]
+        for r, meta, r_wall in outcomes:
             r_dir = out / r.name
             if code == 0 and (r_dir / RESULTS).is_file():
-                _finish_run(r_dir, cmd, log, wall if r == run else 0.0, keep_checkpoints, meta)
+                _finish_run(r_dir, cmd, log, r_wall, keep_checkpoints, meta)
                 res = json.loads((r_dir / RESULTS).read_text())
                 if r == run:
                     print(f"{tag} WA {100 * res['wa']:.1f}  UA {100 * res['ua']:.1f}  in {format_duration(wall)}"
                           f"  (elapsed {format_duration(time.monotonic() - t0)}{eta})", flush=True)
                 continue
             failed.append(r.name)
-            if r == run or code == 0:  # a failed shared run is reported once
+            if r == run or code == 0:  # a crashed shared run is reported once, under the run
                 _report_failure(tag if r == run else f"{tag} for {r.name}:", code, wall, log)
             if resume_from and r == run:
                 print(f"      (it resumed from {resume_from}; if that checkpoint is damaged, delete {run_dir} "
