@@ -10,7 +10,8 @@ from scipy import stats as scipy_stats
 
 from ser_fcn.cli import main
 from ser_fcn.study import crossval, table_markdown, tables
-from ser_fcn.study.crossval import aggregate, run_crossval
+from ser_fcn.study.crossval import run_crossval
+from ser_fcn.study.cv_aggregate import aggregate
 from ser_fcn.study.stats import mean_ci, paired_wilcoxon, smallest_p
 from ser_fcn.utils import atomic
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from ser_fcn.cli import main, run_cli
-from ser_fcn.study import crossval, tables
-from ser_fcn.study.crossval import aggregate, fold_list, run_crossval
+from ser_fcn.study import crossval, cv_aggregate, cv_plan, tables
+from ser_fcn.study.crossval import run_crossval
+from ser_fcn.study.cv_aggregate import aggregate
+from ser_fcn.study.cv_plan import fold_list
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -162,7 +164,7 @@ def test_a_fold_and_its_swap_share_one_training_run(tmp_path, capsys):
         cmd = fit.commands[f"fold{k}"]
         assert cmd[cmd.index("--swap_run_dir") + 1] == str(out / f"fold{k}-swap")
         assert cmd[cmd.index("--data.swap_speakers") + 1] == "false"
-        assert json.loads((out / f"fold{k}" / crossval.SHARED).read_text()) == {"swap_run": f"fold{k}-swap"}
+        assert json.loads((out / f"fold{k}" / cv_plan.SHARED).read_text()) == {"swap_run": f"fold{k}-swap"}
         meta = json.loads((out / f"fold{k}-swap" / "cv_fold.json").read_text())
         assert meta["trained_in"] == f"fold{k}" and meta["wall_s"] == 0  # the wall time is counted once, in fold k
     assert agg["complete"] and agg["n_runs"] == 10
@@ -191,7 +193,7 @@ def test_a_shared_run_that_failed_trains_again_and_one_begun_alone_resumes_alone
     # a shared run left unfinished (marker and last.ckpt) resumes shared, keeping its partner's best checkpoint
     (out / "fold5" / "checkpoints").mkdir(parents=True)
     (out / "fold5" / "checkpoints" / "last.ckpt").write_text("x")
-    (out / "fold5" / crossval.SHARED).write_text("{}")
+    (out / "fold5" / cv_plan.SHARED).write_text("{}")
     (out / "fold5-swap" / "checkpoints").mkdir(parents=True)
     (out / "fold5-swap" / "checkpoints" / "best-epoch03.ckpt").write_text("x")
     fit = FakeFit()
@@ -350,7 +352,7 @@ def test_finetune_rows_are_not_run_without_weights(tmp_path, monkeypatch):
     ran = []
     def fake_crossval(configs, out, folds, overrides, **kwargs):  # what the folds' config.yaml would say
         ran.append(((configs, out, folds, overrides), kwargs))
-        return {"resolved_config": {"net": {"weights": crossval.override_value(overrides, "model.net.init_args.weights")}}}
+        return {"resolved_config": {"net": {"weights": cv_plan.override_value(overrides, "model.net.init_args.weights")}}}
 
     monkeypatch.setattr(tables, "run_crossval", fake_crossval)
     s = tables.Setup("quick", EXPERIMENTS / "profiles" / "quick.yaml", EXPERIMENTS, tmp_path / "runs")
@@ -397,7 +399,7 @@ def test_an_init_override_on_the_command_line_runs_the_row_and_the_table_reads_i
             run_cli(["fit", *(w for c in configs for w in ("--config", c)), *overrides, "--print_config"])
         (Path(out) / "fold1").mkdir(parents=True)
         (Path(out) / "fold1" / "config.yaml").write_text(capsys.readouterr().out)
-        return {"resolved_config": crossval._resolved(Path(out) / "fold1")}
+        return {"resolved_config": cv_aggregate.resolved_settings(Path(out) / "fold1")}
 
     monkeypatch.setattr(tables, "run_crossval", fold_config)
     s = tables.Setup("quick", EXPERIMENTS / "profiles" / "quick.yaml", EXPERIMENTS, tmp_path / "runs", overrides=override)

@@ -15,7 +15,7 @@ from ser_fcn.cli import main
 from ser_fcn.corpora import emobox
 from ser_fcn.data.datamodule import SERDataModule
 from ser_fcn.corpora.folds import assert_disjoint_speakers
-from ser_fcn.study import crossval, table_markdown, tables
+from ser_fcn.study import cv_aggregate, cv_plan, table_markdown, tables
 from ser_fcn.study.references import COMMON_PROTOCOL, QUOTED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,15 +139,15 @@ def test_datamodule_needs_audio_root_and_takes_classes_from_the_label_map(box):
 
 
 def test_fold_list_follows_the_emobox_fold_count(box):
-    assert [f.name for f in crossval.fold_list(3, n_sessions=3, swap=False)] == ["fold1", "fold2", "fold3"]
+    assert [f.name for f in cv_plan.fold_list(3, n_sessions=3, swap=False)] == ["fold1", "fold2", "fold3"]
     with pytest.raises(ValueError, match="use 3"):
-        crossval.fold_list(6, n_sessions=3, swap=False)  # EmoBox folds have no speaker swap
-    assert crossval.emobox_folds(str(box[0])) == [1, 2, 3, 4, 5]
-    assert crossval.emobox_overrides(str(box[0]), "a") == ["--data.emobox", str(box[0]), "--data.audio_root", "a"]
+        cv_plan.fold_list(6, n_sessions=3, swap=False)  # EmoBox folds have no speaker swap
+    assert cv_plan.emobox_folds(str(box[0])) == [1, 2, 3, 4, 5]
+    assert cv_plan.emobox_overrides(str(box[0]), "a") == ["--data.emobox", str(box[0]), "--data.audio_root", "a"]
     with pytest.raises(SystemExit, match="--audio-root"):
-        crossval.emobox_overrides(str(box[0]), None)
+        cv_plan.emobox_overrides(str(box[0]), None)
     with pytest.raises(SystemExit, match="no label_map.json"):
-        crossval.emobox_folds(str(box[1]))  # the audio folder, not the metadata one
+        cv_plan.emobox_folds(str(box[1]))  # the audio folder, not the metadata one
 
 
 def test_emobox_demo_command_writes_a_folder_fit_can_use(tmp_path, capsys):
@@ -212,7 +212,7 @@ def test_table2_common_runs_each_row_with_the_protocol_file_and_writes_its_own_t
 
     def fake_cv(configs, out, folds, overrides, **kw):
         calls.append((configs, Path(out), folds, kw.get("emobox")))
-        return crossval.aggregate(tmp_path / "none", [f"fold{k}" for k in range(1, 6)], name=Path(out).name)
+        return cv_aggregate.aggregate(tmp_path / "none", [f"fold{k}" for k in range(1, 6)], name=Path(out).name)
 
     monkeypatch.setattr(tables, "run_crossval", fake_cv)
     with pytest.raises(SystemExit, match="incomplete"):  # no fold was trained by the fake

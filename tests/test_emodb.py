@@ -152,11 +152,11 @@ UA = {"fcn_attn_random": [0.80, 0.70, 0.75, 0.85, 0.60, 0.72, 0.66, 0.90, 0.78, 
 
 def fake_cv(calls, classes=list(emodb.CLASSES)):
     """Stands in for run_crossval: writes each fold's results.json (7 classes) and aggregates."""
-    from ser_fcn.study import crossval
+    from ser_fcn.study import cv_aggregate, cv_plan
 
     def run(configs, out, folds, overrides, **kw):
         calls.append((configs, Path(out), folds, overrides))
-        names = [f.name for f in crossval.fold_list(folds, n_sessions=folds // 2)]
+        names = [f.name for f in cv_plan.fold_list(folds, n_sessions=folds // 2)]
         for i, name in enumerate(names):
             ua = UA[Path(out).name][i]
             cm = [[0] * 7 for _ in range(7)]
@@ -164,12 +164,12 @@ def fake_cv(calls, classes=list(emodb.CLASSES)):
                 cm[c][c], cm[c][(c + 1) % 7] = round(100 * ua), 100 - round(100 * ua)
             (Path(out) / name).mkdir(parents=True, exist_ok=True)
             (Path(out) / name / "config.yaml").write_text(  # the parts of a fold's resolved config a table reads
-                f"data:\n  corpus: {crossval.override_value(overrides, 'data.corpus')}\n"
-                f"  root: {crossval.override_value(overrides, 'data.root')}\n  classes: null\n")
+                f"data:\n  corpus: {cv_plan.override_value(overrides, 'data.corpus')}\n"
+                f"  root: {cv_plan.override_value(overrides, 'data.root')}\n  classes: null\n")
             (Path(out) / name / "results.json").write_text(json.dumps({
                 "fold": i % 5 + 1, "swap_speakers": i >= 5, "wa": ua, "ua": ua, "n_utterances": 700,
                 "classes": classes, "confusion_matrix": cm, "corpus": "EmoDB", "merge_exc": False}))
-        return crossval.aggregate(out, names, name=Path(out).name)
+        return cv_aggregate.aggregate(out, names, name=Path(out).name)
 
     return run
 

@@ -17,7 +17,7 @@ from ser_fcn.corpora import ravdess
 from ser_fcn.corpora.audio import SAMPLE_RATE, load_audio
 from ser_fcn.corpora.folds import make_fold
 from ser_fcn.data.datamodule import SERDataModule
-from ser_fcn.study import crossval
+from ser_fcn.study import crossval, cv_plan
 
 REPO = Path(__file__).resolve().parents[1]
 LEGEND = {1: "neu", 2: "cal", 3: "hap", 4: "sad", 5: "ang", 6: "fea", 7: "dis", 8: "sur"}
@@ -150,5 +150,5 @@ def test_cv_runs_every_fold_of_a_twelve_session_corpus_each_actor_tested_once(co
         main(args[:-1] + [str(tmp_path / "bad"), "--folds", "10"])
     with pytest.raises(SystemExit, match=r"--only \[13\]: folds are 1..12"):
         main(args[:-1] + [str(tmp_path / "bad2"), "--only", "13"])
-    assert crossval.corpus_sessions([], ["--data.corpus", "ravdess", "--data.root", str(corpus[0])]) == (12, True)
-    assert crossval.corpus_sessions([], []) == (crossval.N_SESSIONS, False)  # IEMOCAP / the demo corpus
+    assert cv_plan.corpus_sessions([], ["--data.corpus", "ravdess", "--data.root", str(corpus[0])]) == (12, True)
+    assert cv_plan.corpus_sessions([], []) == (cv_plan.N_SESSIONS, False)  # IEMOCAP / the demo corpus

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
 from torchmetrics.classification import MulticlassAccuracy
 
-from ser_fcn.study.crossval import aggregate
+from ser_fcn.study.cv_aggregate import aggregate
 from ser_fcn.inference.evaluate import scores
 from ser_fcn.training.metrics import confusion_scores
 from ser_fcn.training.module import SERModule

@@ -11,7 +11,7 @@ import pytest
 
 from ser_fcn.cli import main as cli_main
 from ser_fcn.cli import run_cli
-from ser_fcn.study import crossval, tables, wandb_report
+from ser_fcn.study import cv_aggregate, tables, wandb_report
 from ser_fcn.study.crossval import run_crossval
 
 from helpers import REPO, fit_args
@@ -91,7 +91,7 @@ def test_a_real_fit_lands_in_its_group_with_the_confusion_matrix_and_attention_i
     assert images["_type"] == "images/separated" and images["count"] == 1
     assert list((run.folder / "files" / "media" / "images").glob("val/attention_*.png"))
     # the logger settings an aggregate run copies, as the saved config.yaml has them
-    assert crossval._resolved(run_dir)["wandb"] == {"project": "ser_fcn", "entity": None, "offline": True}
+    assert cv_aggregate.resolved_settings(run_dir)["wandb"] == {"project": "ser_fcn", "entity": None, "offline": True}
 
 
 def test_no_wandb_logger_no_run_and_nothing_breaks(tmp_path):

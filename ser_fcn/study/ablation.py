@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..utils import atomic
 from ..utils.errors import ConfigError, CorpusNotFoundError
-from .crossval import LAST_CKPT, RESULTS, SETUP, seed_of
+from .cv_plan import LAST_CKPT, RESULTS, SETUP, seed_of
 from .table_markdown import public_words
 
 VAL_UA = "val/ua"

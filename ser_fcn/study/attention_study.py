@@ -31,7 +31,8 @@ from ..corpora.demo_corpus import PLANTED_BACKGROUND, generate_demo_corpus, read
 from ..inference.checkpoint import load_checkpoint
 from ..utils import atomic
 from .attention_check import check_attention, describe
-from .crossval import RESULTS, Fold, Run, fit_command, launch_fold, sigterm_stops_the_fold
+from .cv_launch import fit_command, launch_fold, sigterm_stops_the_fold
+from .cv_plan import RESULTS, Fold, Run
 from ..figures.panels import Panel, draw_panels
 from ..models.receptive_field import encoder_grid
 

@@ -17,7 +17,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .crossval import config_setting, format_duration
+from .cv_launch import format_duration
+from .cv_plan import config_setting
 
 PROBE_BATCHES = 4  # timed: the batches after the first (warm-up)
 BUDGET = "budget.json"  # a row's measured epoch and the setup it was measured for, in the row's folder

@@ -37,259 +37,27 @@ with another setup in the same folder is refused rather than mixing folds of two
 The number of seeds is not part of the setup: `--seeds 3` after `--seeds 1` adds seeds 1, 2.
 """
 
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
-import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
 
 from ..configs import BASE_CONFIG
-from ..training.metrics import confusion_scores
 from ..utils import atomic
-from ..utils.machine import cpu_model
-from .stats import CONFIDENCE, class_recalls, mean_ci, mean_class_recalls
-from .wandb_report import fold_run_env, group_name, log_aggregate, logger_settings
-
-RESULTS = "results.json"
-FOLD_META = "cv_fold.json"  # wall time, device and command of a finished fold
-SETUP = "cv.json"
-AGGREGATE = "aggregate.json"
-N_SESSIONS = 5  # IEMOCAP (and the demo corpus): one fold per held-out session
-RESERVED = ("--data.fold", "--data.swap_speakers", "--run_dir", "--test_after_fit", "--seed_everything",
-            "--data.seed", "--ckpt_path", "--swap_run_dir", "--data.validate_both")
-SHARED = "cv_shared.json"  # in fold<k>: its training run also serves fold<k>-swap (fit --swap_run_dir)
-SEEDS = 1  # runs per fold unless --seeds says otherwise
-LAST_CKPT = Path("checkpoints") / "last.ckpt"  # base.yaml's ModelCheckpoint(save_last=true): where a run resumes
-
-
-@dataclass(frozen=True)
-class Fold:
-    fold: int
-    swap: bool
-
-    @property
-    def name(self) -> str:
-        return f"fold{self.fold}" + ("-swap" if self.swap else "")
-
-
-@dataclass(frozen=True)
-class Run:
-    """One fold trained with one seed."""
-
-    fold: Fold
-    seed: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.fold.name + (f"-seed{self.seed}" if self.seed else "")
-
-
-def run_list(plan: Sequence[Fold], seeds: int = SEEDS) -> list[Run]:
-    """Every fold of `plan` with each seed 0..seeds-1, seed by seed (all folds of seed 0 first)."""
-    if seeds < 1:
-        raise ValueError(f"--seeds {seeds}: give at least 1")
-    return [Run(fold, seed) for seed in range(seeds) for fold in plan]
-
-
-def swap_partner(run: Run) -> Run:
-    """The run that trains on the same speakers with the same seed: fold k <-> fold k-swap."""
-    return Run(Fold(run.fold.fold, not run.fold.swap), run.seed)
-
-
-def count_trainings(runs: Sequence[Run], share: bool = True) -> int:
-    """Training runs that `runs` take: with `share`, a fold and its swap, both among them, take one."""
-    names = {r.name for r in runs}
-    shared = sum(1 for r in runs if share and not r.fold.swap and swap_partner(r).name in names)
-    return len(runs) - shared
-
-
-def seed_of(run_name: str) -> int:
-    """The seed of a run folder's name (`fold3-seed2` -> 2; `fold3`, `fold3-swap` -> 0)."""
-    found = re.search(r"-seed(\d+)$", run_name)
-    return int(found.group(1)) if found else 0
-
-
-def fold_list(folds: int = 5, only: Sequence[int] | None = None, n_sessions: int = N_SESSIONS,
-              swap: bool = True) -> list[Fold]:
-    """`folds` = `n_sessions`: one per session (EmoBox: per fold_k folder); 2 x: also each with
-    validation and test speakers swapped (`swap`: IEMOCAP-style session folds only)."""
-    if folds not in (n_sessions, 2 * n_sessions) or (folds != n_sessions and not swap):
-        allowed = f"{n_sessions} (one per session)" + (f" or {2 * n_sessions} (with the speaker swap)" if swap else "")
-        raise ValueError(f"--folds {folds}: use {allowed}")
-    out = [Fold(k, s) for s in ((False, True) if folds == 2 * n_sessions else (False,)) for k in range(1, n_sessions + 1)]
-    if only:
-        bad = sorted(set(only) - set(range(1, n_sessions + 1)))
-        if bad:
-            raise ValueError(f"--only {bad}: folds are 1..{n_sessions}")
-        out = [f for f in out if f.fold in set(only)]
-    return out
-
-
-def emobox_folds(emobox: str) -> list[int]:
-    """EmoBox's fold numbers of a corpus folder (fold_1..fold_n), checked to run 1..n."""
-    from ..corpora.emobox import EmoBoxError, fold_numbers
-
-    try:
-        ks = fold_numbers(emobox)
-    except EmoBoxError as e:
-        raise SystemExit(f"error: --emobox {e}") from None
-    if ks != list(range(1, len(ks) + 1)):
-        raise SystemExit(f"error: {emobox}: fold folders {ks} do not run 1..{len(ks)}")
-    return ks
-
-
-def emobox_overrides(emobox: str | None, audio_root: str | None) -> list[str]:
-    """The `fit` arguments that select an EmoBox corpus (none without one)."""
-    if not emobox:
-        return []
-    if not audio_root:
-        raise SystemExit("error: --emobox needs --audio-root (the folder its wav paths are relative to)")
-    return ["--data.emobox", str(emobox), "--data.audio_root", str(audio_root)]
-
-
-def config_setting(configs: Sequence[str], overrides: Sequence[str], key: str):
-    """The dotted setting `key` (e.g. "data.root") as base.yaml, then the config files, then the
-    overrides set it (None: unset)."""
-    section, _, name = key.rpartition(".")
-    value = None
-    for f in [BASE_CONFIG, *configs]:
-        node = yaml.safe_load(Path(f).read_text()) or {}
-        for part in section.split(".") if section else []:
-            node = node.get(part) or {} if isinstance(node, dict) else {}
-        if isinstance(node, dict) and name in node:
-            value = node[name]
-    given = override_value(list(overrides), key)
-    return yaml.safe_load(given) if given is not None else value
-
-
-def corpus_sessions(configs: Sequence[str], overrides: Sequence[str]) -> tuple[int, bool]:
-    """(sessions, leave one speaker out) of the corpus the fits read: a manifest's or EmoDB's /
-    RAVDESS's sessions, read from the files (names and headers only); IEMOCAP and the demo
-    corpus have N_SESSIONS."""
-    from ..corpora.manifest import read_manifest
-    from ..corpora.readers import DEFAULT, get_corpus, read_corpus
-
-    manifest = config_setting(configs, overrides, "data.manifest")
-    corpus = config_setting(configs, overrides, "data.corpus") or DEFAULT
-    root = config_setting(configs, overrides, "data.root")
-    if manifest:
-        return len({r.session for r in read_manifest(manifest)}), False
-    if corpus != DEFAULT and root:
-        try:
-            rows, _ = read_corpus(corpus, root, config_setting(configs, overrides, "data.classes"), progress=False)
-        except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(f"error: {e}") from None
-        return len({r.session for r in rows}), get_corpus(corpus).speaker_folds
-    return N_SESSIONS, False
-
-
-def default_folds(configs: Sequence[str], overrides: Sequence[str], emobox: str | None = None) -> int:
-    """Every fold of the corpus's protocol: EmoBox's fold_k folders; twice the sessions (with the
-    swap) for a leave-one-speaker-out corpus; else one per session."""
-    if emobox:
-        return len(emobox_folds(emobox))
-    n, speaker_folds = corpus_sessions(configs, overrides)
-    return 2 * n if speaker_folds else n
-
-
-def override_value(overrides: list[str], key: str) -> str | None:
-    """The last value given to `--key` in command-line words (`--key v` or `--key=v`), else None."""
-    found = None
-    for i, word in enumerate(overrides):
-        if word == f"--{key}" and i + 1 < len(overrides):
-            found = overrides[i + 1]
-        elif word.startswith(f"--{key}="):
-            found = word.split("=", 1)[1]
-    return found
-
-
-# --- one fold in a subprocess -----------------------------------------------------------
-
-
-def fit_command(configs: Sequence[str], run: Run, run_dir: Path, overrides: Sequence[str],
-                resume_from: Path | None = None, swap_dir: Path | None = None) -> list[str]:
-    """The `fit` command of one run; `resume_from`: the last.ckpt it goes on from; `swap_dir`: the
-    folder of its swap partner, which the same training run serves (`fit --swap_run_dir`)."""
-    cmd = [sys.executable, "-m", "ser_fcn", "fit"]
-    for c in configs:
-        cmd += ["--config", str(c)]
-    cmd += [*overrides, "--data.fold", str(run.fold.fold), "--data.swap_speakers", str(run.fold.swap).lower(),
-            "--seed_everything", str(run.seed), "--data.seed", str(run.seed), "--run_dir", str(run_dir)]
-    cmd += ["--swap_run_dir", str(swap_dir)] if swap_dir else []
-    return cmd + (["--ckpt_path", str(resume_from)] if resume_from else [])
-
-
-def launch_fold(cmd: list[str], log_path: Path, echo: bool = False) -> int:
-    """Run one fold's `fit`, its output appended to `log_path` (and echoed if asked); its exit code.
-
-    Ctrl-C / SIGTERM of the runner stops the fold too; the fold folder is then left
-    without results.json and the next run retrains it.
-    """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "ab") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')}  {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        try:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                if echo:
-                    sys.stdout.buffer.write(line)
-                    sys.stdout.flush()
-            return proc.wait()
-        except BaseException:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise
-
-
-@contextmanager
-def sigterm_stops_the_fold() -> Iterator[None]:
-    """`kill <runner pid>` raises SystemExit in the runner, which then stops the running fold
-    (`launch_fold`) instead of leaving it orphaned."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def describe_device(log_text: str = "") -> str:
-    """The device a fold ran on, from Lightning's "GPU available: …, used: True" log line."""
-    if re.search(r"GPU available: True \(cuda\), used: True", log_text):
-        try:
-            import torch
-
-            return f"GPU: {torch.cuda.get_device_name(0)}"
-        except Exception:  # noqa: BLE001 - the name is only a label
-            return "GPU (cuda)"
-    if re.search(r"GPU available: True \(mps\), used: True", log_text):
-        return "GPU: Apple MPS"
-    return f"CPU: {cpu_model()} ({os.cpu_count()} cores)"
-
-
-# --- the runner ---------------------------------------------------------------------------
+from .cv_aggregate import aggregate, summary_line
+from .cv_launch import RESERVED, describe_device, fit_command, format_duration, launch_fold, sigterm_stops_the_fold
+from .cv_plan import (AGGREGATE, FOLD_META, LAST_CKPT, RESULTS, SEEDS, SETUP, SHARED, Run, corpus_sessions,
+                      count_trainings, default_folds, emobox_folds, emobox_overrides, fold_list, run_list, swap_partner)
+from .wandb_report import fold_run_env, group_name, log_aggregate
 
 
 def setup_record(configs: Sequence[str], overrides: Sequence[str]) -> dict:
@@ -319,11 +87,6 @@ def _check_setup(out: Path, setup: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(path, setup)
 
-
-def format_duration(s: float) -> str:
-    """Seconds as `4m05s`, or `1h07m` from an hour on (fold logs, the needs-a-GPU note)."""
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def run_crossval(
@@ -506,118 +269,6 @@ def drop_extra_checkpoints(run_dir: Path, keep: str | None) -> int:
             freed += ckpt.stat().st_size
             ckpt.unlink()
     return freed
-
-
-# --- aggregate ----------------------------------------------------------------------------
-
-
-def _resolved(run_dir: Path) -> dict:
-    """The parts of a fold's resolved config (its config.yaml) that a table reports."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    cfg = yaml.safe_load(path.read_text()) or {}
-    trainer, data, model = cfg.get("trainer") or {}, cfg.get("data") or {}, cfg.get("model") or {}
-    net, opt = model.get("net") or {}, model.get("optimizer") or {}
-    keep_trainer = ("max_epochs", "max_time", "limit_train_batches", "limit_val_batches", "precision", "accelerator")
-    keep_data = ("corpus", "root", "manifest", "emobox", "audio_root", "classes", "merge_exc", "include_scripted", "segmented",
-                 "max_frames_per_batch", "demo_utterances_per_speaker")
-    return {
-        "net": {"class_path": net.get("class_path"), **(net.get("init_args") or {})},
-        "optimizer": {"class_path": opt.get("class_path"), "lr": (opt.get("init_args") or {}).get("lr")},
-        "trainer": {k: trainer.get(k) for k in keep_trainer},
-        "data": {k: data.get(k) for k in keep_data},
-        "wandb": logger_settings(trainer.get("logger")),  # project, offline; None: the fits log no W&B run
-    }
-
-
-def _read_run(out: Path, run_name: str, classes: list[str] | None) -> dict | None:
-    """One run's entry of the aggregate (None when it has no results.json); its classes must
-    be `classes` when given."""
-    path = out / run_name / RESULTS
-    if not path.is_file():
-        return None
-    r = json.loads(path.read_text())
-    if classes is not None and r["classes"] != classes:
-        raise ValueError(f"{path}: classes {r['classes']} differ from {classes} of the other runs")
-    meta_path = out / run_name / FOLD_META
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    cm = r["confusion_matrix"]
-    return {
-        "name": run_name, "fold": r.get("fold"), "swap_speakers": r.get("swap_speakers"), "seed": seed_of(run_name),
-        "test_speaker": r.get("test_speaker"), "wa": r["wa"], "ua": r["ua"],
-        "recall": class_recalls(cm), "confusion_matrix": cm,
-        "n_utterances": r.get("n_utterances"), "corpus": r.get("corpus"), "merge_exc": r.get("merge_exc"),
-        "predicted": [c for j, c in enumerate(r["classes"]) if any(row[j] for row in cm)],
-        "wall_s": meta.get("wall_s"), "device": meta.get("device"), "classes": r["classes"],
-    }
-
-
-def _summed(confusions: Sequence[Sequence[Sequence[int]]]) -> list[list[int]] | None:
-    if not confusions:
-        return None
-    size = len(confusions[0])
-    return [[sum(cm[i][j] for cm in confusions) for j in range(size)] for i in range(size)]
-
-
-def aggregate(out: str | Path, expected: Sequence[str] | None = None, name: str | None = None) -> dict:
-    """WA and UA over the (fold, seed) runs of `out` that have results.json: mean, sample std
-    and 95 % confidence interval (`stats.mean_ci`), per-class recall averaged over runs, the
-    summed confusion matrix, and every run's own result under "folds".
-
-    `expected`: the run names of the full plan; those without results are listed as missing.
-    """
-    out = Path(out)
-    names = list(expected) if expected else sorted(p.parent.name for p in out.glob(f"*/{RESULTS}"))
-    runs: list[dict] = []
-    for run_name in names:
-        entry = _read_run(out, run_name, runs[0]["classes"] if runs else None)
-        if entry is not None:
-            runs.append(entry)
-    classes = runs[0]["classes"] if runs else None
-    for entry in runs:
-        del entry["classes"]
-    cm = _summed([r["confusion_matrix"] for r in runs])
-    pooled = confusion_scores(cm) if cm else (None, None)
-    missing = [n for n in names if n not in {r["name"] for r in runs}]
-    return {
-        "experiment": name or out.name,
-        "n_runs": len(runs),
-        "n_folds": len({(r["fold"], bool(r["swap_speakers"])) for r in runs}),
-        "seeds": sorted({r["seed"] for r in runs}),
-        "complete": bool(runs) and not missing,
-        "missing_folds": missing,  # run names (fold<k>[-swap][-seed<s>]) of the plan without results
-        "wa": mean_ci([r["wa"] for r in runs]),
-        "ua": mean_ci([r["ua"] for r in runs]),
-        "std": "sample standard deviation over the (fold, seed) runs (n - 1)",
-        "ci": f"{100 * CONFIDENCE:.0f} % Student t interval of the mean over the (fold, seed) runs "
-              "(scipy.stats.t.interval, n - 1 degrees of freedom, runs taken as independent)",
-        "classes": classes,
-        "recall": mean_class_recalls([r["confusion_matrix"] for r in runs]),  # per class, mean over runs
-        "confusion_matrix": cm,  # summed over runs: rows true, columns predicted
-        "pooled": {"wa": pooled[0], "ua": pooled[1]},  # of the summed confusion matrix
-        "corpus": sorted({str(r["corpus"]) for r in runs}),
-        "merge_exc": sorted({bool(r["merge_exc"]) for r in runs}),
-        "devices": sorted({r["device"] for r in runs if r["device"]}),
-        "wall_s": round(sum(r["wall_s"] or 0 for r in runs), 1),
-        "resolved_config": next((cfg for r in runs if (cfg := _resolved(out / r["name"]))), {}),  # first run that saved one
-        "folds": runs,  # one entry per (fold, seed) run
-    }
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}"
-
-
-def _pct_ci(metric: dict) -> str:
-    ci = metric.get("ci")
-    return _pct(metric["mean"]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
-
-
-def summary_line(agg: dict) -> str:
-    done = f"{agg['n_runs']} runs" + ("" if agg["complete"] else f", MISSING {', '.join(agg['missing_folds'])}")
-    return (f"cv {agg['experiment']}: WA {_pct_ci(agg['wa'])}  UA {_pct_ci(agg['ua'])}"
-            f"  ({done}; mean [{100 * CONFIDENCE:.0f} % CI] in %)")
 
 
 # --- command line -------------------------------------------------------------------------

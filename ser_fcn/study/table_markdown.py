@@ -1,7 +1,7 @@
 """The markdown of a table (tables.py): its rows, paired tests, per-class recall, confusion
 matrices, and the notes that say what produced it.
 
-Rendered from aggregates only (crossval.aggregate); nothing here trains or reads a run folder.
+Rendered from aggregates only (cv_aggregate.aggregate); nothing here trains or reads a run folder.
 A results file is meant to be committed, so it never holds a path of the machine that made
 it: corpus folders show by name, and the "Made by" command's folder values as `<DIR>`.
 """
@@ -17,7 +17,7 @@ import yaml
 from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, get_corpus
 from .comparison import compare_rows, confusion_lines, footnote, mean_ci_cell, method_lines, recall_table, significance_mark
 from .corpus_tables import CORPUS_TABLES, CorpusTable, ordering_lines
-from .crossval import SEEDS
+from .cv_plan import SEEDS
 from .references import SAME_PROTOCOL, render_references
 from .rows import Outcome, PairedTests
 
