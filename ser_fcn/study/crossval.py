@@ -37,7 +37,6 @@ with another setup in the same folder is refused rather than mixing folds of two
 The number of seeds is not part of the setup: `--seeds 3` after `--seeds 1` adds seeds 1, 2.
 """
 
-
 from __future__ import annotations
 
 import argparse

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..utils.machine import cpu_model
 from .cv_plan import Run
 
-# the `fit` arguments that fit_command sets for each run, so an override may not
+# `fit` arguments that the runner owns (fold, seed, run folders, resume, testing): no override may set them
 RESERVED = ("--data.fold", "--data.swap_speakers", "--run_dir", "--test_after_fit", "--seed_everything",
             "--data.seed", "--ckpt_path", "--swap_run_dir", "--data.validate_both")
 
