@@ -87,7 +87,6 @@ def _check_setup(out: Path, setup: dict) -> None:
     atomic.write_json(path, setup)
 
 
-
 def run_crossval(
     configs: Sequence[str],
     out: str | Path,
