@@ -31,6 +31,7 @@ from .data.datamodule import SERDataModule
 from .training.callbacks import ResultsWriter
 from .training.module import SERModule
 from .utils import atomic
+from .utils.run_folder import CHECKPOINTS, CONFIG
 from .utils.errors import ConfigError, UserError
 
 RUN_DIR_ENV = "SER_FCN_RUN_DIR"  # shares one run dir with DDP's child processes
@@ -140,7 +141,7 @@ class SERCLI(LightningCLI):
                         setattr(lg.init_args, key, os.environ[var])
         for cb in cfg.trainer.get("callbacks") or []:
             if hasattr(cb, "init_args") and cb.class_path.endswith("ModelCheckpoint") and cb.init_args.get("dirpath") is None:
-                cb.init_args.dirpath = str(self.run_dir / "checkpoints")
+                cb.init_args.dirpath = str(self.run_dir / CHECKPOINTS)
 
     def after_instantiate_classes(self) -> None:
         self.results_writer = ResultsWriter(self._config_name())
@@ -165,7 +166,7 @@ class SERCLI(LightningCLI):
             raise ConfigError("--swap_run_dir needs the checkpoint callback that keeps the best epoch by a val/ metric "
                               f"(base.yaml's, monitor val/ua); this run's first checkpoint callback monitors {getattr(best, 'monitor', None)}")
         monitor = "val_swap/" + best.monitor.split("/", 1)[1]
-        swap = ModelCheckpoint(dirpath=str(self.swap_run_dir / "checkpoints"), monitor=monitor, mode=best.mode,
+        swap = ModelCheckpoint(dirpath=str(self.swap_run_dir / CHECKPOINTS), monitor=monitor, mode=best.mode,
                                filename=(best.filename or "").replace(best.monitor, monitor) or None,
                                auto_insert_metric_name=best.auto_insert_metric_name)
         self.trainer.callbacks.append(swap)
@@ -194,7 +195,7 @@ class SERCLI(LightningCLI):
             cfg.run_dir = cfg.swap_run_dir = None
             cfg.data.swap_speakers, cfg.data.validate_both = not cfg.data.swap_speakers, False
             self.swap_run_dir.mkdir(parents=True, exist_ok=True)
-            atomic.write_text(self.swap_run_dir / "config.yaml", self._parser("fit").dump(cfg, skip_none=False))
+            atomic.write_text(self.swap_run_dir / CONFIG, self._parser("fit").dump(cfg, skip_none=False))
         self.datamodule.exchange_held_out()
         self.results_writer.run_dir = self.swap_run_dir
         # this W&B run is fold k's: its test/* stay fold k's (the swap's are in its results.json
@@ -218,7 +219,7 @@ class SERCLI(LightningCLI):
         dm = self.datamodule
         configs = " ".join(f"--config {c}" for c in (self.config[self.subcommand].get("config") or []))
         if run_dir is not None:  # the swapped fold of a shared run: its own config.yaml has its speakers
-            configs = f"--config {run_dir / 'config.yaml'}"
+            configs = f"--config {run_dir / CONFIG}"
         lines = [
             "",
             "=" * 78,
@@ -394,6 +395,7 @@ def run_cli(args: list[str] | None = None) -> SERCLI:
             SERModule,
             SERDataModule,
             save_config_callback=_SaveConfig,
+            save_config_kwargs={"config_filename": CONFIG},
             auto_configure_optimizers=False,
             parser_kwargs={s: {"default_config_files": [str(BASE_CONFIG)]} for s in subcommands},
             args=args,

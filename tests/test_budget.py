@@ -9,7 +9,7 @@ import torch
 
 from ser_fcn.study import budget, tables
 from ser_fcn.study.budget import epoch_seconds, measure_epoch, row_hours, trainer_setting
-from ser_fcn.study.cv_launch import format_duration
+from ser_fcn.utils.durations import format_duration
 from ser_fcn.training.callbacks import EpochTimer
 
 from test_crossval_tables import EXPERIMENTS

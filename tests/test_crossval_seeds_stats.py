@@ -11,11 +11,11 @@ from scipy import stats as scipy_stats
 from ser_fcn.cli import main
 from ser_fcn.study import crossval, table_markdown, tables
 from ser_fcn.study.crossval import run_crossval
-from ser_fcn.study.cv_aggregate import aggregate
+from ser_fcn.study.cv_aggregate import aggregate, summary_line
 from ser_fcn.study.stats import mean_ci, paired_wilcoxon, smallest_p
 from ser_fcn.utils import atomic
 
-from test_crossval_tables import CMS, EXPERIMENTS, REPO, FakeFit, main_rows, write_results
+from test_crossval_tables import CLASSES, CMS, EXPERIMENTS, REPO, FakeFit, main_rows, write_results
 
 CFG = [str(EXPERIMENTS / "fcn_attn.yaml")]
 
@@ -84,6 +84,73 @@ def test_tables_and_make_pass_seeds(tmp_path, monkeypatch):
     assert ran[0]["seeds"] == 3
     dry = subprocess.run(["make", "-n", "--always-make", "table1", "SEEDS=3"], cwd=REPO, capture_output=True, text=True)
     assert "ser_fcn table1" in dry.stdout and "--seeds 3" in dry.stdout, dry.stdout + dry.stderr
+
+
+# --- an ensemble of the seeds ------------------------------------------------------------------
+
+
+def write_posteriors(run_dir: Path, fold: int, labels: list[int], probs: list[list[float]], order=None) -> None:
+    """A run's results.json whose confusion matrix and posteriors agree, its utterances in `order`."""
+    order = order or list(range(len(labels)))
+    cm = [[0] * len(CLASSES) for _ in CLASSES]
+    for y, p in zip(labels, probs):
+        cm[y][max(range(len(p)), key=p.__getitem__)] += 1
+    r = write_results(run_dir, fold, cm)
+    r["posteriors"] = {"utterance_ids": [f"u{i}" for i in order], "labels": [labels[i] for i in order],
+                       "probs": [probs[i] for i in order]}
+    (run_dir / "results.json").write_text(json.dumps(r))
+
+
+def test_the_ensemble_scores_each_fold_on_its_seeds_averaged_posteriors(tmp_path, capsys):
+    labels = [0, 0, 1, 1, 2, 3]
+    # seed 0 is wrong on u1 and seed 1 on u4, each less sure than the other is right: the mean
+    # is right on both; on u3 both lean to class 0 and so does the mean
+    seed0 = [[.9, .1, 0, 0], [.1, .9, 0, 0], [0, 1, 0, 0], [.6, .4, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    seed1 = [[.6, .4, 0, 0], [.95, .05, 0, 0], [.2, .8, 0, 0], [.7, .3, 0, 0], [0, 0, .5, .5001], [0, 0, 0, 1]]
+    for k in (1, 2):  # fold 2: the same runs, each file's utterances in another order
+        order = None if k == 1 else [5, 3, 1, 0, 2, 4]
+        write_posteriors(tmp_path / f"fold{k}", k, labels, seed0, order)
+        write_posteriors(tmp_path / f"fold{k}-seed1", k, labels, seed1, order[::-1] if order else None)
+    names = ["fold1", "fold2", "fold1-seed1", "fold2-seed1"]
+    single = aggregate(tmp_path, names)
+    ens = aggregate(tmp_path, names, ensemble=True)
+    mean = [[(a + b) / 2 for a, b in zip(r0, r1)] for r0, r1 in zip(seed0, seed1)]
+    predicted = [max(range(4), key=row.__getitem__) for row in mean]  # 0, 0, 1, 0, 2, 3
+    expected_cm = [[sum(1 for y, p in zip(labels, predicted) if (y, p) == (i, j)) for j in range(4)] for i in range(4)]
+    assert single["n_runs"] == 4 and ens["n_runs"] == 2 and ens["seeds"] == [0, 1] and ens["ensemble"]
+    for entry in ens["folds"]:  # the files' utterance order does not change the answer
+        assert entry["confusion_matrix"] == expected_cm and entry["seeds"] == [0, 1]
+        assert entry["name"] in ("fold1", "fold2") and entry["ua"] == pytest.approx((1 + .5 + 1 + 1) / 4)
+    assert ens["ua"]["mean"] != single["ua"]["mean"]
+    assert "2 folds, each the ensemble of seeds [0, 1]" in summary_line(ens)
+
+
+def test_an_ensemble_of_identical_seeds_is_the_single_run_and_bad_inputs_name_the_file(tmp_path):
+    labels, probs = [0, 1, 2, 3, 1], [[.7, .3, 0, 0], [.5, .2, .3, 0], [0, 0, .9, .1], [.1, 0, 0, .9], [0, .6, .4, 0]]
+    for name in ("fold1", "fold1-seed1", "fold1-seed2"):
+        write_posteriors(tmp_path / name, 1, labels, probs)
+    ens = aggregate(tmp_path, ["fold1", "fold1-seed1", "fold1-seed2"], ensemble=True)
+    assert ens["folds"][0]["ua"] == pytest.approx(aggregate(tmp_path, ["fold1"])["ua"]["mean"])
+    write_posteriors(tmp_path / "fold1-seed2", 1, labels[:4], probs[:4])  # one utterance fewer
+    with pytest.raises(ValueError, match="fold1-seed2.*differ"):
+        aggregate(tmp_path, ["fold1", "fold1-seed2"], ensemble=True)
+    write_results(tmp_path / "fold1-seed1", 1, CMS[1])  # written before posteriors were recorded
+    with pytest.raises(ValueError, match="fold1-seed1.*no test posteriors"):
+        aggregate(tmp_path, ["fold1", "fold1-seed1"], ensemble=True)
+
+
+def test_cv_ensemble_writes_the_ensembles_aggregate(tmp_path, monkeypatch):
+    labels, probs = [0, 1, 2, 3], [[.7, .3, 0, 0], [.5, .2, .3, 0], [0, 0, .9, .1], [.1, 0, 0, .9]]
+
+    def fit(cmd, log):
+        write_posteriors(Path(arg(cmd, "--run_dir")), int(arg(cmd, "--data.fold")), labels, probs)
+        return 0
+
+    agg = run_crossval(CFG, tmp_path, 5, launch=fit, seeds=2, share=False, ensemble=True)
+    on_disk = json.loads((tmp_path / "aggregate.json").read_text())
+    assert agg["ensemble"] and on_disk["n_runs"] == 5 and on_disk["complete"]
+    assert sorted(f["name"] for f in on_disk["folds"]) == [f"fold{k}" for k in range(1, 6)]
+    assert all(f["seeds"] == [0, 1] and f["ua"] == pytest.approx(.75) for f in on_disk["folds"])
 
 
 # --- resume from last.ckpt ---------------------------------------------------------------------

@@ -270,6 +270,14 @@ def test_real_fold_in_a_subprocess_then_resume_retrains_only_the_lost_fold(demo_
     assert launched == ["fold1-swap"]
     swapped = json.loads((out / "fold1-swap" / "results.json").read_text())
     assert swapped["test_speaker"] == "1F" and swapped["val_speaker"] == "1M" and swapped["swap_speakers"]
+    post = swapped["posteriors"]  # each of the test speaker's utterances once; argmax gives the confusion matrix
+    assert len(set(post["utterance_ids"])) == len(post["utterance_ids"]) == swapped["n_utterances"]
+    assert all(u.startswith("Ses01") and u.rsplit("_", 1)[1][0] == "F" for u in post["utterance_ids"])
+    cm = [[0] * len(swapped["classes"]) for _ in swapped["classes"]]
+    for y, p in zip(post["labels"], post["probs"]):
+        cm[y][p.index(max(p))] += 1
+        assert sum(p) == pytest.approx(1, abs=1e-4)
+    assert cm == swapped["confusion_matrix"]
     agg = json.loads((out / "aggregate.json").read_text())
     assert agg["n_folds"] == 2 and agg["missing_folds"] == [f.name for f in fold_list(10) if f.fold != 1]
     assert sum(map(sum, agg["confusion_matrix"])) == sum(map(sum, CMS[1])) + swapped["n_utterances"]

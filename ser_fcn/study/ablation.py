@@ -27,7 +27,8 @@ from pathlib import Path
 
 from ..utils import atomic
 from ..utils.errors import ConfigError, CorpusNotFoundError
-from .cv_plan import LAST_CKPT, RESULTS, SETUP, seed_of
+from ..utils.run_folder import LAST_CKPT, RESULTS
+from .cv_plan import SETUP, seed_of
 from .table_markdown import public_words
 
 VAL_UA = "val/ua"

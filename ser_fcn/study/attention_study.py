@@ -32,7 +32,8 @@ from ..inference.checkpoint import load_checkpoint
 from ..utils import atomic
 from .attention_check import check_attention, describe
 from .cv_launch import fit_command, launch_fold, sigterm_stops_the_fold
-from .cv_plan import RESULTS, Fold, Run
+from ..utils.run_folder import RESULTS
+from .cv_plan import Fold, Run
 from ..figures.panels import Panel, draw_panels
 from ..models.receptive_field import encoder_grid
 

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cv_launch import format_duration
+from ..utils.durations import format_duration
 from .cv_plan import config_setting
 
 PROBE_BATCHES = 4  # timed: the batches after the first (warm-up)

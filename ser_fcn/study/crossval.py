@@ -52,9 +52,11 @@ import yaml
 
 from ..configs import BASE_CONFIG
 from ..utils import atomic
+from ..utils.durations import format_duration
+from ..utils.run_folder import CHECKPOINTS, LAST_CKPT, RESULTS
 from .cv_aggregate import aggregate, summary_line
-from .cv_launch import RESERVED, describe_device, fit_command, format_duration, launch_fold, sigterm_stops_the_fold
-from .cv_plan import (AGGREGATE, FOLD_META, LAST_CKPT, RESULTS, SEEDS, SETUP, SHARED, Run, corpus_sessions,
+from .cv_launch import RESERVED, describe_device, fit_command, launch_fold, sigterm_stops_the_fold
+from .cv_plan import (AGGREGATE, FOLD_META, SEEDS, SETUP, SHARED, Run, corpus_sessions,
                       count_trainings, default_folds, emobox_folds, emobox_overrides, fold_list, run_list, swap_partner)
 from .wandb_report import fold_run_env, group_name, log_aggregate
 
@@ -100,6 +102,7 @@ def run_crossval(
     emobox: str | None = None,
     seeds: int = SEEDS,
     share: bool = True,
+    ensemble: bool = False,
 ) -> dict:
     """Train every (fold, seed) run not yet done, then write and return `<out>/aggregate.json`.
 
@@ -109,6 +112,7 @@ def run_crossval(
     `fold_<k>` folder. `seeds`: each fold is trained with the seeds 0..seeds-1. `folds`: None is
     every fold of the corpus's protocol (`default_folds`). `share`: fold k and fold k-swap, which
     train on the same speakers with the same seed, share one training run (`_shares_training`).
+    `ensemble`: the aggregate scores each fold's seeds as one model (`cv_aggregate.ensemble_seeds`).
     """
     bad = [o for o in overrides if o.split("=", 1)[0] in RESERVED]
     if bad:
@@ -132,7 +136,7 @@ def run_crossval(
     with sigterm_stops_the_fold():
         failed = _train_runs(plan, out, configs, overrides, launch, keep_checkpoints, name, share)
     expected = run_list(fold_list(folds, None, n_sessions, swap=not emobox), seeds)
-    agg = aggregate(out, [r.name for r in expected], name=name)
+    agg = aggregate(out, [r.name for r in expected], name=name, ensemble=ensemble)
     atomic.write_json(out / AGGREGATE, agg)
     print(summary_line(agg), flush=True)
     log_aggregate(out, agg)  # a W&B run of the group, when the fits log to W&B
@@ -262,7 +266,7 @@ def drop_extra_checkpoints(run_dir: Path, keep: str | None) -> int:
     if not keep or not Path(keep).is_file():
         return 0
     freed = 0
-    for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
+    for ckpt in (run_dir / CHECKPOINTS).glob("*.ckpt"):
         if ckpt.resolve() != Path(keep).resolve():
             freed += ckpt.stat().st_size
             ckpt.unlink()
@@ -290,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=SEEDS,
                    help=f"train every fold with the seeds 0..N-1 (--seed_everything s --data.seed s; default {SEEDS}); "
                    "seed s > 0 in fold<k>-seed<s>")
+    p.add_argument("--ensemble", action="store_true",
+                   help="score each fold's seeds as one model: their test posteriors averaged per utterance (with --seeds N)")
     p.add_argument("--out", help="folder of the folds and aggregate.json (default runs/cv/<first config name>)")
     p.add_argument("--verbose", action="store_true", help="also echo each fold's training output")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every checkpoint of a finished fold, not only the tested one")
@@ -303,6 +309,6 @@ def main(argv: list[str] | None = None) -> None:
     overrides = emobox_overrides(args.emobox, args.audio_root) + overrides
     agg = run_crossval(args.config, out, args.folds, overrides, only=args.only, echo=args.verbose,
                        keep_checkpoints=args.keep_checkpoints, emobox=args.emobox, seeds=args.seeds,
-                       share=not args.train_swap_separately)
+                       share=not args.train_swap_separately, ensemble=args.ensemble)
     if not agg["complete"] and not args.only:
         sys.exit(1)

@@ -89,11 +89,3 @@ def describe_device(log_text: str = "") -> str:
     if re.search(r"GPU available: True \(mps\), used: True", log_text):
         return "GPU: Apple MPS"
     return f"CPU: {cpu_model()} ({os.cpu_count()} cores)"
-
-
-
-def format_duration(s: float) -> str:
-    """Seconds as `4m05s`, or `1h07m` from an hour on (fold logs, the needs-a-GPU note)."""
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-

@@ -14,13 +14,12 @@ import yaml
 
 from ..configs import BASE_CONFIG
 
-# the files of a cross-validation folder <out> and of its run folders <out>/<run>
-RESULTS = "results.json"  # written by `fit` once the run is tested: the run is done
+# the files of a cross-validation folder <out> and those it adds to its run folders <out>/<run>
+# (a run folder's own files: utils/run_folder.py)
 FOLD_META = "cv_fold.json"  # wall time, device and command of a finished fold
 SETUP = "cv.json"
 AGGREGATE = "aggregate.json"
 SHARED = "cv_shared.json"  # in fold<k>: its training run also serves fold<k>-swap (fit --swap_run_dir)
-LAST_CKPT = Path("checkpoints") / "last.ckpt"  # base.yaml's ModelCheckpoint(save_last=true): where a run resumes
 N_SESSIONS = 5  # IEMOCAP (and the demo corpus): one fold per held-out session
 SEEDS = 1  # runs per fold unless --seeds says otherwise
 

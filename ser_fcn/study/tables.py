@@ -45,11 +45,12 @@ from pathlib import Path
 import yaml
 
 from ..utils import atomic
+from ..utils.run_folder import RESULTS
 from .budget import BUDGET, epoch_seconds, measure_epoch, needs_gpu_note, row_hours, trainer_setting
 from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, CORPORA
 from .crossval import run_crossval, setup_record
 from .cv_aggregate import aggregate
-from .cv_plan import (AGGREGATE, RESULTS, SEEDS, corpus_sessions, count_trainings, emobox_folds, emobox_overrides,
+from .cv_plan import (AGGREGATE, SEEDS, corpus_sessions, count_trainings, emobox_folds, emobox_overrides,
                       fold_list, override_value, run_list)
 from .corpus_tables import CORPUS_TABLES, REAL_SPEECH, SPEAKER_ROWS, published_outcome
 from .references import COMMON_PROTOCOL

@@ -16,6 +16,7 @@ import torch
 from torch.optim.swa_utils import get_ema_avg_fn
 
 from ..utils import atomic
+from ..utils.run_folder import RESULTS
 
 
 def exchange_validation_sets(entry: dict) -> dict:
@@ -61,7 +62,7 @@ class ResultsWriter(L.Callback):
             "ckpt_path": str(trainer.ckpt_path) if trainer.ckpt_path else None,
             **results,
         }
-        self.path = Path(self.run_dir or trainer.default_root_dir) / "results.json"
+        self.path = Path(self.run_dir or trainer.default_root_dir) / RESULTS
         if trainer.is_global_zero:
             atomic.write_json(self.path, record)
         for logger in trainer.loggers:

@@ -154,8 +154,9 @@ class SERModule(L.LightningModule):
                  add_dataloader_idx=False)  # each validation set has its own name (VAL_SPLITS)
         return loss
 
-    def _eval_epoch_end(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log WA / UA of the split's utterance posteriors; (utterance ids, confusion matrix)."""
+    def _eval_epoch_end(self, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log WA / UA of the split's utterance posteriors; (utterance positions, posteriors,
+        labels, confusion matrix)."""
         utt, probs, target = self.eval_posteriors[split].compute()
         self.eval_posteriors[split].reset()
         confmat = self.confmat[split](probs.argmax(-1), target).cpu()
@@ -164,7 +165,7 @@ class SERModule(L.LightningModule):
         shown = split != "val_swap"  # the progress bar shows the fold's own validation speaker
         self.log(f"{split}/wa", wa, prog_bar=shown)
         self.log(f"{split}/ua", ua, prog_bar=shown)
-        return utt, confmat
+        return utt, probs, target, confmat
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self._eval_step(VAL_SPLITS[dataloader_idx], batch)
@@ -200,7 +201,7 @@ class SERModule(L.LightningModule):
         return self._eval_step("test", batch)
 
     def on_test_epoch_end(self) -> None:
-        utt, confmat = self._eval_epoch_end("test")
+        utt, probs, target, confmat = self._eval_epoch_end("test")
         support = confmat.sum(1)
         recalls = {c: float(confmat[i, i] / support[i]) for i, c in enumerate(self.class_names) if support[i]}
         self.test_results = {
@@ -211,4 +212,17 @@ class SERModule(L.LightningModule):
             "confusion_matrix": confmat.tolist(),
             "recall_per_class": recalls,  # classes present in the test labels (those UA averages)
             "history": self.history,
+            "posteriors": self._test_posteriors(utt, probs, target),
+        }
+
+    def _test_posteriors(self, utt: torch.Tensor, probs: torch.Tensor, target: torch.Tensor) -> dict:
+        """Every test utterance's posteriors (rows in `classes` order) with its id and label
+        index: what an ensemble of runs averages (`cv --ensemble`) and a user's own analysis reads."""
+        loader = self.trainer.test_dataloaders
+        dataset = (loader[0] if isinstance(loader, (list, tuple)) else loader).dataset
+        ids = dataset.utterance_ids  # by position in the split, as `utt` counts
+        return {
+            "utterance_ids": [ids[i] for i in utt.tolist()],
+            "labels": target.tolist(),
+            "probs": [[round(p, 6) for p in row] for row in probs.tolist()],
         }
