@@ -41,6 +41,14 @@ def test_fit_writes_checkpoint_results_config_and_an_offline_wandb_run(fitted):
     y_pred = [p for t in range(4) for p in range(4) for _ in range(int(cm[t, p]))]
     assert results["ua"] == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-6)
     assert set(results["recall_per_class"]) == {c for i, c in enumerate(results["classes"]) if cm[i].sum()}
+    post = results["posteriors"]  # every test utterance once, and its posteriors give the confusion matrix
+    ds = cli.datamodule.datasets["test"]
+    truth = {ds.rows[i].utterance_id: results["classes"].index(ds.rows[i].label) for i in ds.indices}
+    assert sorted(post["utterance_ids"]) == sorted(truth) and [truth[u] for u in post["utterance_ids"]] == post["labels"]
+    probs = torch.tensor(post["probs"])
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-4)
+    labels = torch.tensor(post["labels"])
+    assert torch.equal(torch.bincount(labels * 4 + probs.argmax(1), minlength=16).view(4, 4), cm)
     assert Path(results["ckpt_path"]).is_file() and Path(results["ckpt_path"]).parent == run_dir / "checkpoints"
     assert (run_dir / "config.yaml").is_file()
     offline = list((run_dir / "wandb").glob("offline-run-*"))
@@ -61,7 +69,7 @@ def test_test_subcommand_reproduces_the_printed_figures(fitted, tmp_path, demo_c
     again = run_cli(["test", *tiny_args(demo_corpus.root, tmp_path / "t"), "--ckpt_path", before["ckpt_path"]])
     after = json.loads((tmp_path / "t" / "results.json").read_text())
     assert after["wa"] == before["wa"] and after["ua"] == before["ua"]
-    assert after["confusion_matrix"] == before["confusion_matrix"]
+    assert after["confusion_matrix"] == before["confusion_matrix"] and after["posteriors"] == before["posteriors"]
     # the training statistics travelled inside the checkpoint
     assert torch.equal(again.model.feature_mean, cli.model.feature_mean)
 
@@ -139,6 +147,7 @@ def test_two_process_ddp_fit_runs_to_the_end(demo_corpus, tmp_path):
         assert sum(map(sum, results["confusion_matrix"])) == results["n_utterances"] and results["test_speaker"] == speaker
         assert results["n_utterances"] == sum(1 for u in demo_corpus.utterances if u["speaker"] == speaker and u["improvised"] and u["label"] in ("neu", "hap", "sad", "ang"))
         assert all("val_swap/ua" in h and "val/ua" in h for h in results["history"])
+        assert len(set(results["posteriors"]["utterance_ids"])) == results["n_utterances"]  # gathered from both ranks
     assert len(list(run_dir.glob("config.yaml"))) == 1 and not list(tmp_path.glob("runs"))
 
 

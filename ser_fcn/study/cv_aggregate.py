@@ -49,9 +49,10 @@ def _read_run(out: Path, run_name: str, classes: list[str] | None, posteriors: b
     if classes is not None and r["classes"] != classes:
         raise ValueError(f"{path}: classes {r['classes']} differ from {classes} of the other runs")
     if posteriors and not r.get("posteriors"):
-        raise ValueError(f"{path} has no test posteriors (results.json written before ser_fcn recorded them): an "
-                         "ensemble needs them; test the run's checkpoint again (`python -m ser_fcn test --config "
-                         f"{out / run_name / CONFIG} --ckpt_path <its checkpoint>`) or train it again")
+        raise ValueError(f"{path} has no test posteriors (results.json written before ser_fcn recorded them), which "
+                         "an ensemble averages: test the run's checkpoint again into a new folder (`python -m ser_fcn "
+                         f"test --config {out / run_name / CONFIG} --ckpt_path <its checkpoint> --run_dir <new folder>`) "
+                         "and put that results.json in place of this one, or train the run again")
     meta_path = out / run_name / FOLD_META
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     return {
