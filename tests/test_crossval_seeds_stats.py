@@ -101,7 +101,7 @@ def write_posteriors(run_dir: Path, fold: int, labels: list[int], probs: list[li
     (run_dir / "results.json").write_text(json.dumps(r))
 
 
-def test_the_ensemble_scores_each_fold_on_its_seeds_averaged_posteriors(tmp_path, capsys):
+def test_the_ensemble_scores_each_fold_on_its_seeds_averaged_posteriors(tmp_path):
     labels = [0, 0, 1, 1, 2, 3]
     # seed 0 is wrong on u1 and seed 1 on u4, each less sure than the other is right: the mean
     # is right on both; on u3 both lean to class 0 and so does the mean
@@ -139,7 +139,7 @@ def test_an_ensemble_of_identical_seeds_is_the_single_run_and_bad_inputs_name_th
         aggregate(tmp_path, ["fold1", "fold1-seed1"], ensemble=True)
 
 
-def test_cv_ensemble_writes_the_ensembles_aggregate(tmp_path, monkeypatch):
+def test_cv_ensemble_writes_the_ensembles_aggregate(tmp_path):
     labels, probs = [0, 1, 2, 3], [[.7, .3, 0, 0], [.5, .2, .3, 0], [0, 0, .9, .1], [.1, 0, 0, .9]]
 
     def fit(cmd, log):
