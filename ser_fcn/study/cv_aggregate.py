@@ -4,7 +4,6 @@ interval, per-class recall, pooled confusion matrix), and the line `cv` prints o
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from sklearn.metrics import confusion_matrix
 
 from ..training.metrics import confusion_scores
 from ..utils.run_folder import CONFIG, RESULTS
-from .cv_plan import FOLD_META, seed_of
+from .cv_plan import FOLD_META, fold_of, seed_of
 from .stats import CONFIDENCE, class_recalls, mean_ci, mean_class_recalls
 from .wandb_report import logger_settings
 
@@ -73,11 +72,11 @@ def ensemble_seeds(runs: list[dict]) -> list[dict]:
     """One entry per fold: the test posteriors of its seeds' runs averaged per utterance (an
     ensemble of the seeds' models), then scored. Every run of a fold must have scored the same
     utterances with the same labels; wall time is the seeds' total."""
-    by_fold: dict[tuple, list[dict]] = {}
+    by_fold: dict[str, list[dict]] = {}
     for r in runs:
-        by_fold.setdefault((r["fold"], bool(r["swap_speakers"])), []).append(r)
+        by_fold.setdefault(fold_of(r["name"]), []).append(r)
     merged = []
-    for members in by_fold.values():
+    for fold, members in by_fold.items():
         first = members[0]["posteriors"]
         order = {u: i for i, u in enumerate(first["utterance_ids"])}
         probs = np.zeros((len(order), len(members[0]["classes"])))
@@ -92,7 +91,7 @@ def ensemble_seeds(runs: list[dict]) -> list[dict]:
         cm = confusion_matrix(first["labels"], probs.argmax(1), labels=list(range(len(classes)))).tolist()
         wa, ua = confusion_scores(cm)
         merged.append({**{k: v for k, v in members[0].items() if k not in ("posteriors", "path")},
-                       "name": re.sub(r"-seed\d+$", "", members[0]["name"]), "seed": None,
+                       "name": fold, "seed": None,
                        "seeds": sorted(m["seed"] for m in members), "wa": wa, "ua": ua, **_scored(cm, classes),
                        "wall_s": sum(m["wall_s"] or 0 for m in members)})
     return merged

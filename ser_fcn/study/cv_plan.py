@@ -65,10 +65,18 @@ def count_trainings(runs: Sequence[Run], share: bool = True) -> int:
     return len(runs) - shared
 
 
+SEED_SUFFIX = re.compile(r"-seed(\d+)$")  # what Run.name adds for a seed s > 0
+
+
 def seed_of(run_name: str) -> int:
     """The seed of a run folder's name (`fold3-seed2` -> 2; `fold3`, `fold3-swap` -> 0)."""
-    found = re.search(r"-seed(\d+)$", run_name)
+    found = SEED_SUFFIX.search(run_name)
     return int(found.group(1)) if found else 0
+
+
+def fold_of(run_name: str) -> str:
+    """The fold of a run folder's name, without its seed (`fold3-swap-seed2` -> `fold3-swap`)."""
+    return SEED_SUFFIX.sub("", run_name)
 
 
 def fold_list(folds: int = 5, only: Sequence[int] | None = None, n_sessions: int = N_SESSIONS,
