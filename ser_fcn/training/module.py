@@ -21,6 +21,7 @@ from ..data.features import SpectrogramConfig
 from ..utils.errors import ConfigError
 from .augment import Augmentation
 from .metrics import UtterancePosteriors, confusion_scores
+from .mixup import Mixup
 
 
 # val_swap: the second validation set of `data.validate_both` (the fold's test speaker), which
@@ -41,6 +42,8 @@ class SERModule(L.LightningModule):
         check_finite: stop with the offending utterance ids when a batch or loss is NaN/Inf.
         augment: augmentation of training batches (training/augment.py: SpecAugment, SpeedPerturb),
             one or a list applied in order; None: none (the paper's).
+        mixup: mixup of training batches and their labels (training/mixup.py), after `augment`;
+            None: none (the paper's).
     """
 
     def __init__(
@@ -54,13 +57,15 @@ class SERModule(L.LightningModule):
         class_weighted_loss: bool = False,
         check_finite: bool = True,
         augment: Augmentation | list[Augmentation] | None = None,
+        mixup: Mixup | None = None,
     ):
         super().__init__()
         if n_bins < getattr(net, "min_bins", 0):
             raise ConfigError(f"data.n_bins {n_bins}: {type(net).__name__} needs at least {net.min_bins} spectrogram rows")
-        self.save_hyperparameters(ignore=["net", "augment"])  # inference never augments
+        self.save_hyperparameters(ignore=["net", "augment", "mixup"])  # inference never augments
         self.net = net
         self.augment = nn.ModuleList(augment if isinstance(augment, (list, tuple)) else [augment] if augment else [])
+        self.mixup = mixup
         # under LightningCLI hparams hold the config of these, not the callables
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
@@ -129,11 +134,19 @@ class SERModule(L.LightningModule):
         x, lengths = self.normalize(batch["x"], batch["lengths"]), batch["lengths"]
         for aug in self.augment:
             x, lengths = aug(x, lengths)
-        logits, _ = self.net(x, lengths)
-        loss = F.cross_entropy(logits.float(), batch["y"], weight=self.class_weights)
+        y = batch["y"]
+        if self.mixup is None:
+            logits, _ = self.net(x, lengths)
+            loss = F.cross_entropy(logits.float(), y, weight=self.class_weights)
+        else:
+            x, lengths, lam, partner = self.mixup(x, lengths)
+            logits, _ = self.net(x, lengths)
+            loss = (lam * F.cross_entropy(logits.float(), y, weight=self.class_weights)
+                    + (1 - lam) * F.cross_entropy(logits.float(), y[partner], weight=self.class_weights))
+            y = y if lam >= 0.5 else y[partner]  # train/wa counts the larger share's label
         self._check_finite(batch, "loss", loss)
         self.train_loss(loss)
-        self.train_wa(logits, batch["y"])
+        self.train_wa(logits, y)
         n = batch["lengths"]
         self.pad_frames.update(1 - n.sum() / (n.numel() * batch["x"].shape[-1]), weight=n.numel() * batch["x"].shape[-1])
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(n))
