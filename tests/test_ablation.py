@@ -148,3 +148,24 @@ def test_last_n_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         main(["ablation", "x=y", "--last", "0"])
     assert "--last" in capsys.readouterr().err
+
+
+def test_seeds_are_columns_of_their_own_paired_with_the_same_seed(tmp_path):
+    """cv --seeds N folders: seed 0's folds come first, then seed 1's, each fold before its swap;
+    a run is paired with the same fold and seed of the other line, so a setting that changes only
+    seed 1's runs shows a change only there."""
+    base, new = tmp_path / "base", tmp_path / "new"
+    names = ["fold2-swap-seed1", "fold10", "fold1-seed1", "fold2", "fold1-swap", "fold1", "fold2-seed1", "fold2-swap"]
+    for i, name in enumerate(names):
+        _fold(base, name, [0.1 + 0.05 * i])
+        _fold(new, name, [0.1 + 0.05 * i + (0.2 if name.endswith("-seed1") else 0.0)])
+    head = ablation.render([("base", base), ("new", new)]).splitlines()[0]
+    columns = [c.strip().removesuffix(" val UA") for c in head.strip("|").split("|")][1:-2]
+    assert columns == ["fold1", "fold2", "fold10", "fold1-swap", "fold2-swap",
+                       "fold1-seed1", "fold2-seed1", "fold2-swap-seed1"]
+    best = ablation.finished_runs(new, 1)
+    assert {n for n, r in best.items() if r["seed"] == 1} == {"fold1-seed1", "fold2-seed1", "fold2-swap-seed1"}
+    md = ablation.render([("base", base), ("new", new)], last=1)
+    line = next(x for x in md.splitlines() if x.startswith("| new |") and "of 8" in x)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == f"+{100 * 0.2 * 3 / 8:.1f}" and cells[3] == "3 of 8"  # only the seed-1 runs rose

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..utils import atomic
 from ..utils.errors import ConfigError, CorpusNotFoundError
 from ..utils.run_folder import LAST_CKPT, RESULTS
-from .cv_plan import SETUP, seed_of
+from .cv_plan import SETUP, fold_of, seed_of
 from .table_markdown import public_words
 
 VAL_UA = "val/ua"
@@ -121,7 +121,8 @@ def render(settings: list[tuple[str, Path]], against: str | None = None, only: l
         if missing:
             raise ConfigError(f"--folds: no setting has a run of {', '.join(missing)}")
         read = [(label, folder, {f: v for f, v in r.items() if f in only}) for label, folder, r in read]
-    folds = sorted({f for _, _, r in read for f in r}, key=lambda f: (len(f), f))
+    # seed 0's folds, then seed 1's, ...; within a seed fold1..fold5, then their swaps
+    folds = sorted({f for _, _, r in read for f in r}, key=lambda f: (seed_of(f), len(fold_of(f)), fold_of(f)))
     lines = [
         "| setting | " + " | ".join(f"{f} val UA" for f in folds) + " | mean | change |",
         "|---|" + "---|" * (len(folds) + 2),
@@ -179,7 +180,7 @@ def _paired_table(settings: list[tuple[str, Path]], folds: list[str], against: s
     versus = "the line above" if against is None else f"the line '{against}'"
     return lines + ["", f"Over the {len(common)} folds every line finished: the mean validation UA of the best "
                     f"epoch and of the last {last} epochs; 'change', 'higher' (folds that rose) and p (two-sided "
-                    f"Wilcoxon signed-rank test, scipy.stats.wilcoxon, paired by fold) against {versus}."]
+                    f"Wilcoxon signed-rank test, scipy.stats.wilcoxon, paired by fold and seed) against {versus}."]
 
 
 def main(argv: list[str] | None = None) -> None:
