@@ -160,7 +160,10 @@ class SERCLI(LightningCLI):
 
     def _add_swap_checkpoint(self) -> ModelCheckpoint:
         """The swapped fold's best epoch: the fold's monitored checkpoint (base.yaml) again, on
-        `val_swap/*` and in the swap folder. Its own state key (the monitor) resumes it from last.ckpt."""
+        `val_swap/*` and in the swap folder. Its own state key (the monitor) resumes it from last.ckpt.
+        It goes right after that callback, before the one that writes last.ckpt at every epoch:
+        last.ckpt then holds its state after the epoch, not before (a run resumed from an epoch
+        that was the swapped fold's new best would otherwise test a deleted checkpoint)."""
         best = self.trainer.checkpoint_callback
         if not isinstance(best, ModelCheckpoint) or not (best.monitor or "").startswith("val/"):
             raise ConfigError("--swap_run_dir needs the checkpoint callback that keeps the best epoch by a val/ metric "
@@ -169,7 +172,8 @@ class SERCLI(LightningCLI):
         swap = ModelCheckpoint(dirpath=str(self.swap_run_dir / CHECKPOINTS), monitor=monitor, mode=best.mode,
                                filename=(best.filename or "").replace(best.monitor, monitor) or None,
                                auto_insert_metric_name=best.auto_insert_metric_name)
-        self.trainer.callbacks.append(swap)
+        callbacks = self.trainer.callbacks
+        callbacks.insert(callbacks.index(best) + 1, swap)
         return swap
 
     # --- after the run: say where everything is ------------------------------------

@@ -116,3 +116,25 @@ def test_swap_run_dir_outside_fit_or_on_the_run_folder_is_refused(demo_corpus, t
 def test_emobox_folds_cannot_validate_on_both(tmp_path):
     with pytest.raises(ConfigError, match="validate_both"):
         SERDataModule(emobox=str(tmp_path), audio_root=str(tmp_path), validate_both=True)
+
+
+def test_last_ckpt_holds_the_swapped_folds_best_after_the_epoch_and_resumes(demo_corpus, tmp_path):
+    """last.ckpt (written every epoch) keeps the swapped fold's checkpoint state as it is after
+    that epoch. Epoch 0 is always a new best: had last.ckpt been written before the swap
+    checkpoint saved it, a run resumed from it would test a checkpoint that no longer exists."""
+    import torch
+
+    run, swap = tmp_path / "run", tmp_path / "run-swap"
+    _fit(demo_corpus.root, run, "--swap_run_dir", str(swap), "--trainer.max_epochs", "1")
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = next(v for k, v in ckpt["callbacks"].items() if "'monitor': 'val_swap/ua'" in k)
+    history = ckpt["ser_fcn_history"]
+    assert len(history) == 1
+    assert state["best_model_score"] == pytest.approx(history[0]["val_swap/ua"])
+    assert (swap / "checkpoints").samefile(state["dirpath"])
+    best = state["best_model_path"]
+    assert best and (swap / "checkpoints" / best.rsplit("/", 1)[-1]).is_file()
+    # resumed for a second epoch, both folds are tested from checkpoints that exist
+    _fit(demo_corpus.root, run, "--swap_run_dir", str(swap), "--trainer.max_epochs", "2",
+         "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))
+    assert len(_results(run)["history"]) == 2 and len(_results(swap)["history"]) == 2
