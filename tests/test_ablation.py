@@ -169,3 +169,4 @@ def test_seeds_are_columns_of_their_own_paired_with_the_same_seed(tmp_path):
     line = next(x for x in md.splitlines() if x.startswith("| new |") and "of 8" in x)
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == f"+{100 * 0.2 * 3 / 8:.1f}" and cells[3] == "3 of 8"  # only the seed-1 runs rose
+    assert "Over the 8 runs (fold and seed) every line finished" in md

@@ -178,7 +178,8 @@ def _paired_table(settings: list[tuple[str, Path]], folds: list[str], against: s
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
         previous = r
     versus = "the line above" if against is None else f"the line '{against}'"
-    return lines + ["", f"Over the {len(common)} folds every line finished: the mean validation UA of the best "
+    pairs = "runs (fold and seed)" if any(seed_of(f) for f in common) else "folds"
+    return lines + ["", f"Over the {len(common)} {pairs} every line finished: the mean validation UA of the best "
                     f"epoch and of the last {last} epochs; 'change', 'higher' (folds that rose) and p (two-sided "
                     f"Wilcoxon signed-rank test, scipy.stats.wilcoxon, paired by fold and seed) against {versus}."]
 
