@@ -395,6 +395,35 @@ def test_fcn_encoder_and_alexnet_baseline_agree_on_lrn(alexnet_file, lrn):
         SegmentClassifier(num_classes=4, arch="vgg16", lrn=True)
 
 
+def test_group_norm_baseline_computes_what_the_group_norm_encoder_computes(alexnet_file):
+    """norm="group" on the segmented AlexNet: the same NormAct places as the FCN encoder, the
+    ImageNet convs loaded and the norms left fresh, so with the same norm scales the two compute
+    the same thing on a full-length input (a recipe with `norm` treats both rows alike); VGG16
+    gets a norm after each of its 13 convs; an unknown norm is named."""
+    path, tv_state = alexnet_file
+    fcn = FCNAttention(num_classes=4, weights=str(path), norm="group").encoder.eval()
+    base = SegmentClassifier(num_classes=4, weights=str(path), norm="group").eval()
+    ours = base.state_dict()
+    for key, value in tv_state.items():
+        if key.startswith("features.") and key != "features.0.weight":
+            assert torch.equal(ours[key], value), key
+    norms = [k for k in ours if ".norm." in k]
+    assert len(norms) == 10 and all(torch.all(ours[k] == (1.0 if k.endswith("weight") else 0.0)) for k in norms)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for key in norms:  # non-trivial scales and shifts, the same in both
+            fcn.state_dict()[key].uniform_(0.5, 2.0)
+        base.load_state_dict({**ours, **{k: fcn.state_dict()[k] for k in norms}})
+        x = _batch([300, 300], seed=5)[0]
+        torch.testing.assert_close(fcn(x)[0], base.features(x), rtol=1e-5, atol=1e-5)
+        plain = SegmentClassifier(num_classes=4, weights=str(path)).eval()
+        assert not torch.allclose(plain.features(x), base.features(x), rtol=1e-3, atol=1e-3)
+    vgg = SegmentClassifier(num_classes=3, arch="vgg16", norm="group")
+    assert sum(isinstance(m, NormAct) for m in vgg.features) == 13
+    with pytest.raises(ValueError, match=r"'batch'.*group"):
+        SegmentClassifier(num_classes=4, norm="batch")
+
+
 def test_missing_weights_file(tmp_path):
     path = tmp_path / "nope.pth"
     with pytest.raises(FileNotFoundError, match="nope.pth"):

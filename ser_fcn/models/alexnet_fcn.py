@@ -119,7 +119,7 @@ class MaskedGroupNorm(nn.GroupNorm):
 
 # name -> the normalisation an encoder may put after each conv (`norm`); None: none (the paper's)
 NORMS: dict[str, type[nn.Module]] = {"group": MaskedGroupNorm}
-NORM_GROUPS = 32  # divides every AlexNet width (64, 192, 384, 256); Wu & He 2018's default
+NORM_GROUPS = 32  # divides every AlexNet and VGG16 width (64 ... 512); Wu & He 2018's default
 
 
 class NormAct(nn.Module):
@@ -135,6 +135,22 @@ class NormAct(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         return self.act(self.norm(x, lengths))  # the norm zeroes the tail; ReLU and LRN keep it zero
+
+
+def check_norm(norm: str | None) -> None:
+    if norm is not None and norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; known norms: {sorted(NORMS)} (or null: none, the paper's)")
+
+
+def insert_norms(features: nn.Sequential, norm: str) -> tuple[str, ...]:
+    """Put a `norm` between every conv of `features` and the activation after it (conv -> norm
+    -> activation, the NormAct in the activation's place), in place. Returns the state-dict
+    prefixes of the new norms (`features.1.norm.`, ...), which ImageNet weights do not have."""
+    check_norm(norm)
+    places = [i + 1 for i, layer in enumerate(features) if isinstance(layer, nn.Conv2d)]
+    for i in places:
+        features[i] = NormAct(NORMS[norm](NORM_GROUPS, features[i - 1].out_channels), features[i])
+    return tuple(f"features.{i}.norm." for i in places)
 
 
 def he_init_(module: nn.Module) -> nn.Module:
@@ -226,8 +242,7 @@ class AlexNetFCN(nn.Module):
 
     def __init__(self, in_channels: int = 1, lrn: bool = True, norm: str | None = None) -> None:
         super().__init__()
-        if norm is not None and norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; known norms: {sorted(NORMS)} (or null: none, the paper's)")
+        check_norm(norm)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),
             relu_lrn(lrn),
@@ -243,11 +258,8 @@ class AlexNetFCN(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
-        if norm is not None:  # conv -> norm -> activation, in the activations' places
-            places = [i + 1 for i, layer in enumerate(self.features) if isinstance(layer, nn.Conv2d)]
-            for i in places:
-                self.features[i] = NormAct(NORMS[norm](NORM_GROUPS, self.features[i - 1].out_channels), self.features[i])
-            self.imagenet_skip = type(self).imagenet_skip + tuple(f"features.{i}.norm." for i in places)
+        if norm is not None:
+            self.imagenet_skip = type(self).imagenet_skip + insert_norms(self.features, norm)
         he_init_(self.features)
         self.min_frames = self._min_frames()
         self.min_bins = self.min_frames  # square kernels, strides and pools: frequency needs what time needs

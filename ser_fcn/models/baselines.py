@@ -10,7 +10,7 @@ from __future__ import annotations
 import torchvision
 from torch import Tensor, nn
 
-from ser_fcn.models.alexnet_fcn import LRN_AFTER, he_init_, relu_lrn
+from ser_fcn.models.alexnet_fcn import LRN_AFTER, check_norm, he_init_, insert_norms, relu_lrn
 from ser_fcn.models.attention import PooledNorm
 from ser_fcn.models.deltas import Deltas
 from ser_fcn.models.weights import load_imagenet, one_channel_conv
@@ -36,16 +36,21 @@ class SegmentClassifier(nn.Module):
     `pooled_norm` puts a PooledNorm on the pooled features before the classifier, as it does
     on the FCN's pooled vector (AttentionHead), so that a recipe setting it treats both alike;
     not in the paper. `deltas` feeds conv1 the segment with its delta and delta-delta
-    (models/deltas.py), as FCNAttention's `deltas` does; not in the paper.
+    (models/deltas.py), as FCNAttention's `deltas` does; not in the paper. `norm` ("group")
+    puts a GroupNorm between every conv and its activation, as FCNAttention's `norm` does in
+    the FCN encoder; over the whole segment, its zero padding included (a segment is whole);
+    the norms keep their fresh init when ImageNet weights load. Not in the paper.
 
     forward(x (B, 1, F, T), lengths ignored) -> (logits (B, num_classes), None).
     """
 
     def __init__(self, num_classes: int, arch: str = "alexnet", weights: str | None = None,
-                 lrn: bool | None = None, pooled_norm: bool = False, deltas: bool = False) -> None:
+                 lrn: bool | None = None, pooled_norm: bool = False, deltas: bool = False,
+                 norm: str | None = None) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
+        check_norm(norm)
         if lrn and arch != "alexnet":
             raise ValueError(f"lrn: only the alexnet arch has LRN layers, not {arch!r}")
         # torchvision's own init for the classifier, its last layer (classifier.6) included
@@ -56,11 +61,12 @@ class SegmentClassifier(nn.Module):
         if arch == "alexnet" and lrn is not False:
             for i in LRN_AFTER:
                 self.features[i] = relu_lrn()
+        norm_keys = insert_norms(self.features, norm) if norm is not None else ()  # wraps the LRNs too
         # He fan_out: torchvision's own VGG init (so also for the new conv1), and the FCN encoder's
         # random init for AlexNet, so the two compare like for like
         he_init_(self.features)
         if weights is not None:
-            load_imagenet(self, arch, weights, skip=("classifier.6.",))  # the last layer is ours
+            load_imagenet(self, arch, weights, skip=("classifier.6.", *norm_keys))  # the last layer is ours
         # outside `classifier`, so that torchvision's classifier keys still load
         self.pooled_norm = PooledNorm(_first_linear(net.classifier).in_features) if pooled_norm else nn.Identity()
 
