@@ -278,6 +278,17 @@ def test_masked_group_norm_takes_each_utterances_valid_steps_only():
     torch.testing.assert_close(norm(x[:1]), plain(x[:1]))  # no lengths: all steps valid
 
 
+def _assert_imagenet_convs_and_fresh_norms(ours, tv_state):
+    """Every ImageNet feature key but conv1's (summed over RGB) loaded as is, and the 5 convs'
+    GroupNorms (10 keys) at their fresh init; returns the norms' keys."""
+    for key, value in tv_state.items():
+        if key.startswith("features.") and key != "features.0.weight":
+            assert torch.equal(ours[key], value), key
+    norms = [k for k in ours if ".norm." in k]
+    assert len(norms) == 10 and all(torch.all(ours[k] == (1.0 if k.endswith("weight") else 0.0)) for k in norms)
+    return norms
+
+
 def test_group_norm_encoder_sits_between_conv_and_activation_and_loads_imagenet_convs(alexnet_file):
     """norm="group": a NormAct after each of the 5 convs, in the activations' places, so the
     ImageNet conv keys still load; the norms keep their fresh init; an unknown norm is named."""
@@ -286,12 +297,7 @@ def test_group_norm_encoder_sits_between_conv_and_activation_and_loads_imagenet_
     features = model.encoder.features
     convs = [i for i, m in enumerate(features) if isinstance(m, torch.nn.Conv2d)]
     assert all(isinstance(features[i + 1], NormAct) for i in convs) and len(convs) == 5
-    ours = model.encoder.state_dict()
-    for key, value in tv_state.items():
-        if key.startswith("features.") and key != "features.0.weight":
-            assert torch.equal(ours[key], value), key
-    norms = [k for k in ours if ".norm." in k]
-    assert len(norms) == 10 and all(torch.all(ours[k] == (1.0 if k.endswith("weight") else 0.0)) for k in norms)
+    _assert_imagenet_convs_and_fresh_norms(model.encoder.state_dict(), tv_state)
     with pytest.raises(ValueError, match=r"'batch'.*group"):
         FCNAttention(num_classes=4, norm="batch")
 
@@ -404,11 +410,7 @@ def test_group_norm_baseline_computes_what_the_group_norm_encoder_computes(alexn
     fcn = FCNAttention(num_classes=4, weights=str(path), norm="group").encoder.eval()
     base = SegmentClassifier(num_classes=4, weights=str(path), norm="group").eval()
     ours = base.state_dict()
-    for key, value in tv_state.items():
-        if key.startswith("features.") and key != "features.0.weight":
-            assert torch.equal(ours[key], value), key
-    norms = [k for k in ours if ".norm." in k]
-    assert len(norms) == 10 and all(torch.all(ours[k] == (1.0 if k.endswith("weight") else 0.0)) for k in norms)
+    norms = _assert_imagenet_convs_and_fresh_norms(ours, tv_state)
     torch.manual_seed(4)
     with torch.no_grad():
         for key in norms:  # non-trivial scales and shifts, the same in both

@@ -22,7 +22,7 @@ from torch.autograd.function import once_differentiable
 
 __all__ = [
     "LRN_AFTER", "NORMS", "AlexNetFCN", "LocalResponseNorm", "MaskedGroupNorm", "NormAct", "he_init_", "mask_time",
-    "layer_output_length", "relu_lrn",
+    "layer_output_length", "relu_lrn", "check_norm", "insert_norms",
 ]
 
 
@@ -242,7 +242,6 @@ class AlexNetFCN(nn.Module):
 
     def __init__(self, in_channels: int = 1, lrn: bool = True, norm: str | None = None) -> None:
         super().__init__()
-        check_norm(norm)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),
             relu_lrn(lrn),
@@ -258,7 +257,7 @@ class AlexNetFCN(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
-        if norm is not None:
+        if norm is not None:  # insert_norms names an unknown norm
             self.imagenet_skip = type(self).imagenet_skip + insert_norms(self.features, norm)
         he_init_(self.features)
         self.min_frames = self._min_frames()

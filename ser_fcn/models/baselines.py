@@ -50,7 +50,7 @@ class SegmentClassifier(nn.Module):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
-        check_norm(norm)
+        check_norm(norm)  # before building the net (VGG16 is 138M weights), as insert_norms would later
         if lrn and arch != "alexnet":
             raise ValueError(f"lrn: only the alexnet arch has LRN layers, not {arch!r}")
         # torchvision's own init for the classifier, its last layer (classifier.6) included
