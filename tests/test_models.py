@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ser_fcn.models import AlexNetFCN, AttentionHead, FCNAttention, SegmentClassifier, load_imagenet
-from ser_fcn.models.alexnet_fcn import MaskedGroupNorm, NormAct
+from ser_fcn.models.alexnet_fcn import MaskedBatchNorm, MaskedGroupNorm, NormAct
 from ser_fcn.models.weights import IMAGENET_WEIGHTS, WeightsError
 
 N_BINS = 200  # frequency bins of the paper's spectrogram
@@ -31,25 +31,29 @@ def _entropy(p):
     return -(p * torch.log(p.clamp_min(1e-30))).sum(1)
 
 
-@pytest.fixture(scope="module", params=["paper", "pooled_norm", "group_norm", "deltas"])
+@pytest.fixture(scope="module", params=["paper", "pooled_norm", "group_norm", "batch_norm", "deltas"])
 def model(request):
     """The model in eval mode; with `pooled_norm` its BatchNorm has non-trivial running
     statistics, with `group_norm` (the encoder's MaskedGroupNorm) non-trivial scales and
-    shifts, so that a batch mixing into another utterance's answer would show; `deltas` feeds
-    the encoder the input with its deltas (models/deltas.py), which read along time too."""
+    shifts, with `batch_norm` (MaskedBatchNorm) both, so that a batch mixing into another
+    utterance's answer would show; `deltas` feeds the encoder the input with its deltas
+    (models/deltas.py), which read along time too."""
     torch.manual_seed(0)
-    net = FCNAttention(num_classes=4, pooled_norm=request.param == "pooled_norm",
-                       norm="group" if request.param == "group_norm" else None,
+    norm = {"group_norm": "group", "batch_norm": "batch"}.get(request.param)
+    net = FCNAttention(num_classes=4, pooled_norm=request.param == "pooled_norm", norm=norm,
                        deltas=request.param == "deltas")
     if request.param == "pooled_norm":
         norm = net.head.classifier[0]
         norm.running_mean.uniform_(0.0, 2.0)
         norm.running_var.uniform_(0.5, 3.0)
     for m in net.modules():
-        if isinstance(m, MaskedGroupNorm):
+        if isinstance(m, (MaskedGroupNorm, MaskedBatchNorm)):
             with torch.no_grad():
                 m.weight.uniform_(0.5, 2.0)
                 m.bias.uniform_(-0.5, 0.5)
+        if isinstance(m, MaskedBatchNorm):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
     return net.eval()
 
 
@@ -278,6 +282,48 @@ def test_masked_group_norm_takes_each_utterances_valid_steps_only():
     torch.testing.assert_close(norm(x[:1]), plain(x[:1]))  # no lengths: all steps valid
 
 
+def test_masked_batch_norm_normalises_with_running_statistics_of_the_valid_steps():
+    """Training batches only update the running statistics, from their valid steps alone (a
+    dirty tail changes nothing): the first sets them to the valid values' mean and unbiased
+    variance, later ones move them by `momentum`. Every row is normalised with them, in
+    training as in evaluation, so its answer does not depend on its batch-mates; the tail is
+    zero; evaluation leaves the statistics alone; a norm in the encoder keeps the ImageNet convs."""
+    torch.manual_seed(0)
+    norm = MaskedBatchNorm(8).train()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+    lengths = torch.tensor([40, 17, 3])
+    x = torch.randn(3, 8, 5, 40) * 3 + 1
+    x[1, ..., 17:] = 50.0  # a dirty tail, as a conv's bias leaves it
+    x[2, ..., 3:] = -50.0
+    valid = torch.cat([x[i, ..., :n].reshape(8, -1) for i, n in enumerate(lengths.tolist())], 1)
+    y = norm(x, lengths)
+    torch.testing.assert_close(norm.running_mean, valid.mean(1))
+    torch.testing.assert_close(norm.running_var, valid.var(1))
+    x2 = torch.randn(2, 8, 5, 30) * 0.5 - 2
+    mean, var = norm.running_mean.clone(), norm.running_var.clone()
+    y2 = norm(x2)  # no lengths: every step valid
+    torch.testing.assert_close(norm.running_mean, mean.lerp(x2.transpose(0, 1).reshape(8, -1).mean(1), 0.1))
+    torch.testing.assert_close(norm.running_var, var.lerp(x2.transpose(0, 1).reshape(8, -1).var(1), 0.1))
+    plain = torch.nn.BatchNorm2d(8).eval()
+    plain.load_state_dict(norm.state_dict())
+    torch.testing.assert_close(y2, plain(x2))  # the updated statistics normalise this batch
+    before = {k: v.clone() for k, v in norm.state_dict().items()}
+    norm.eval()
+    for i, n in enumerate(lengths.tolist()):
+        alone = norm(x[i : i + 1, ..., :n], lengths[i : i + 1])
+        torch.testing.assert_close(norm(x, lengths)[i, ..., :n], alone[0])
+        assert torch.all(norm(x, lengths)[i, ..., n:] == 0)
+    assert all(torch.equal(v, norm.state_dict()[k]) for k, v in before.items())  # eval: no update
+    first = MaskedBatchNorm(8).train()  # y above: the first batch, by its own (= running) statistics
+    first.load_state_dict({**norm.state_dict(), "running_mean": valid.mean(1), "running_var": valid.var(1)})
+    torch.testing.assert_close(y, first.eval()(x, lengths))
+    model = FCNAttention(num_classes=4, norm="batch")
+    norms = [m for m in model.encoder.features if isinstance(m, NormAct)]
+    assert len(norms) == 5 and all(isinstance(m.norm, MaskedBatchNorm) for m in norms)
+
+
 def _assert_imagenet_convs_and_fresh_norms(ours, tv_state):
     """Every ImageNet feature key but conv1's (summed over RGB) loaded as is, and the 5 convs'
     GroupNorms (10 keys) at their fresh init; returns the norms' keys."""
@@ -298,8 +344,8 @@ def test_group_norm_encoder_sits_between_conv_and_activation_and_loads_imagenet_
     convs = [i for i, m in enumerate(features) if isinstance(m, torch.nn.Conv2d)]
     assert all(isinstance(features[i + 1], NormAct) for i in convs) and len(convs) == 5
     _assert_imagenet_convs_and_fresh_norms(model.encoder.state_dict(), tv_state)
-    with pytest.raises(ValueError, match=r"'batch'.*group"):
-        FCNAttention(num_classes=4, norm="batch")
+    with pytest.raises(ValueError, match=r"'layer'.*batch.*group"):
+        FCNAttention(num_classes=4, norm="layer")
 
 
 def test_unknown_encoder_is_named():
@@ -422,8 +468,8 @@ def test_group_norm_baseline_computes_what_the_group_norm_encoder_computes(alexn
         assert not torch.allclose(plain.features(x), base.features(x), rtol=1e-3, atol=1e-3)
     vgg = SegmentClassifier(num_classes=3, arch="vgg16", norm="group")
     assert sum(isinstance(m, NormAct) for m in vgg.features) == 13
-    with pytest.raises(ValueError, match=r"'batch'.*group"):
-        SegmentClassifier(num_classes=4, norm="batch")
+    with pytest.raises(ValueError, match=r"'layer'.*batch.*group"):
+        SegmentClassifier(num_classes=4, norm="layer")
 
 
 def test_missing_weights_file(tmp_path):

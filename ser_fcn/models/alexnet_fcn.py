@@ -16,12 +16,17 @@ third of a CPU training step's non-conv time (see `make bench`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from ser_fcn.models.running_norm import update_running_stats
+
 __all__ = [
-    "LRN_AFTER", "NORMS", "AlexNetFCN", "LocalResponseNorm", "MaskedGroupNorm", "NormAct", "he_init_", "mask_time",
+    "LRN_AFTER", "NORMS", "AlexNetFCN", "LocalResponseNorm", "MaskedBatchNorm", "MaskedGroupNorm", "NormAct", "he_init_", "mask_time",
     "layer_output_length", "relu_lrn", "check_norm", "insert_norms",
 ]
 
@@ -117,9 +122,48 @@ class MaskedGroupNorm(nn.GroupNorm):
         return mask_time(y, lengths)  # the bias would fill the tail
 
 
-# name -> the normalisation an encoder may put after each conv (`norm`); None: none (the paper's)
-NORMS: dict[str, type[nn.Module]] = {"group": MaskedGroupNorm}
+class MaskedBatchNorm(nn.BatchNorm2d):
+    """Standardises each channel with running statistics, in training as in evaluation (as
+    attention.PooledNorm does for the pooled vector): a training batch's statistics, over its
+    valid time steps only, just update them (the first batch sets them, then an exponential
+    average with `momentum`); no gradient flows through them.
+
+    Why not MaskedGroupNorm: it takes each utterance's own statistics, so how loud or how spread
+    an utterance is against its speaker's other utterances (what speaker normalisation leaves,
+    and an arousal cue) is divided out after every conv. Running statistics keep that, and still
+    leave each answer independent of its batch-mates (BatchNorm's batch statistics do not: on
+    EmoDB length goes with emotion and batches are length buckets; see PooledNorm).
+    forward(x (B, C, F, T), lengths (B,) or None: all valid) -> the normalised x, zero beyond
+    `lengths`.
+    """
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if self.training:
+            self._update(x, lengths)
+        y = nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                         training=False, eps=self.eps)
+        return y if lengths is None else mask_time(y, lengths)  # the bias would fill the tail
+
+    @torch.no_grad()
+    def _update(self, x: Tensor, lengths: Tensor | None) -> None:
+        b, _, f, t = x.shape
+        lengths = torch.full((b,), t, device=x.device) if lengths is None else lengths
+        valid = (torch.arange(t, device=x.device) < lengths[:, None]).to(x.dtype)[:, None, None, :]
+        count = lengths.sum().to(x.dtype) * f
+        if count < 2:  # one value per channel has no variance
+            return
+        mean = (x * valid).sum((0, 2, 3)) / count
+        var = ((x - mean[None, :, None, None]) * valid).pow(2).sum((0, 2, 3)) / (count - 1)
+        update_running_stats(self, mean, var)
+
+
 NORM_GROUPS = 32  # divides every AlexNet and VGG16 width (64 ... 512); Wu & He 2018's default
+# name -> the normalisation an encoder may put after each conv (`norm`), built from the conv's
+# output channels; None: none (the paper's)
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "group": partial(MaskedGroupNorm, NORM_GROUPS),
+    "batch": MaskedBatchNorm,
+}
 
 
 class NormAct(nn.Module):
@@ -149,7 +193,7 @@ def insert_norms(features: nn.Sequential, norm: str) -> tuple[str, ...]:
     check_norm(norm)
     places = [i + 1 for i, layer in enumerate(features) if isinstance(layer, nn.Conv2d)]
     for i in places:
-        features[i] = NormAct(NORMS[norm](NORM_GROUPS, features[i - 1].out_channels), features[i])
+        features[i] = NormAct(NORMS[norm](features[i - 1].out_channels), features[i])
     return tuple(f"features.{i}.norm." for i in places)
 
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ser_fcn.models.running_norm import update_running_stats
+
 __all__ = ["AttentionHead", "DROPOUT", "PooledNorm"]
 
 # Dropout on the pooled vector c before the classifier (the paper gives none). Not AlexNet's
@@ -30,15 +32,7 @@ class PooledNorm(nn.BatchNorm1d):
 
     def forward(self, input: Tensor) -> Tensor:
         if self.training and input.shape[0] > 1:
-            with torch.no_grad():
-                mean, var = input.mean(0), input.var(0)
-                if int(self.num_batches_tracked) == 0:
-                    self.running_mean.copy_(mean)
-                    self.running_var.copy_(var)
-                else:
-                    self.running_mean.lerp_(mean, self.momentum)
-                    self.running_var.lerp_(var, self.momentum)
-                self.num_batches_tracked += 1
+            update_running_stats(self, input.detach().mean(0), input.detach().var(0))
         return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
                             training=False, eps=self.eps)
 

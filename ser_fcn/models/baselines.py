@@ -36,8 +36,8 @@ class SegmentClassifier(nn.Module):
     `pooled_norm` puts a PooledNorm on the pooled features before the classifier, as it does
     on the FCN's pooled vector (AttentionHead), so that a recipe setting it treats both alike;
     not in the paper. `deltas` feeds conv1 the segment with its delta and delta-delta
-    (models/deltas.py), as FCNAttention's `deltas` does; not in the paper. `norm` ("group")
-    puts a GroupNorm between every conv and its activation, as FCNAttention's `norm` does in
+    (models/deltas.py), as FCNAttention's `deltas` does; not in the paper. `norm` ("group" or
+    "batch") puts that norm between every conv and its activation, as FCNAttention's `norm` does in
     the FCN encoder; over the whole segment, its zero padding included (a segment is whole);
     the norms keep their fresh init when ImageNet weights load. Not in the paper.
 

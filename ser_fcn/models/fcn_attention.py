@@ -25,7 +25,8 @@ class FCNAttention(nn.Module):
     trained without LRN, so under LRN its conv2..conv5 weights see rescaled inputs at first;
     fine-tuning adapts them (`lrn: false` gives the ImageNet network exactly).
     `norm`: "group" puts a MaskedGroupNorm (per utterance, over its valid steps) between every
-    conv and its activation, a training recipe's choice for random init, not the paper's.
+    conv and its activation, "batch" a MaskedBatchNorm (running statistics of the valid steps of
+    the training batches); a training recipe's choice for random init, not the paper's.
     `deltas`: the spectrogram with its delta and delta-delta over time as conv1's three input
     channels (models/deltas.py; Chen et al.'s 3-D input), in place of one; not the paper's.
     With ImageNet weights conv1 then keeps its three RGB filters as they are.
@@ -43,7 +44,7 @@ class FCNAttention(nn.Module):
         attn_dim: int = 256,  # the paper does not give it
         dropout: float = DROPOUT,  # the paper does not give it (attention.DROPOUT)
         pooled_norm: bool = False,  # PooledNorm on the pooled vector (AttentionHead); not in the paper
-        norm: str | None = None,  # "group": MaskedGroupNorm after every conv (alexnet_fcn.NORMS); not in the paper
+        norm: str | None = None,  # "group" / "batch": a norm after every conv (alexnet_fcn.NORMS); not in the paper
         deltas: bool = False,  # spectrogram + delta + delta-delta as 3 input channels (Deltas); not in the paper
     ) -> None:
         super().__init__()
