@@ -262,6 +262,29 @@ def test_pooled_norm_uses_running_statistics_never_a_batchs_own():
     assert logits.shape == (1, 3)
 
 
+@pytest.mark.parametrize("norm", ["pooled", "batch"])
+def test_running_statistics_stay_float32_under_bf16_autocast(norm):
+    """Under `trainer.precision: bf16-mixed` (autocast) a training batch reaches PooledNorm and
+    MaskedBatchNorm in bf16: their float32 running statistics take its statistics in float32
+    instead of failing on the dtype, and the normalised output follows them."""
+    from ser_fcn.models.attention import PooledNorm
+
+    torch.manual_seed(0)
+    if norm == "pooled":
+        module, x = PooledNorm(8).train(), torch.randn(16, 8) * 2 + 3
+        dims = (0,)
+    else:
+        module, x = MaskedBatchNorm(8).train(), torch.randn(3, 8, 5, 20) * 2 + 3
+        dims = (0, 2, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        module(x.bfloat16())  # the first batch sets the statistics
+        y = module(x.bfloat16())  # the second moves them (towards the same values)
+    assert module.running_mean.dtype == module.running_var.dtype == torch.float32
+    assert int(module.num_batches_tracked) == 2
+    torch.testing.assert_close(module.running_mean, x.bfloat16().float().mean(dims), atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(y.float().mean(dims), torch.zeros(8), atol=5e-2, rtol=0)
+
+
 def test_masked_group_norm_takes_each_utterances_valid_steps_only():
     """Each row is normalised as nn.GroupNorm normalises it alone: its own statistics over its
     valid steps (whatever its tail holds, in training as in evaluation), and a zero tail."""
