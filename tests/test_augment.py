@@ -89,6 +89,28 @@ def test_the_real_speech_profile_masks_training_batches_only(demo_corpus, tmp_pa
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 0.0  # cosine decay reached 0 at T_max
 
 
+def test_the_real_speech_profile_trains_in_bf16_mixed(demo_corpus, tmp_path):
+    """`--trainer.precision bf16-mixed` (what the docs give for a GPU; autocast on this CPU) with
+    the recipe: its PooledNorm sees bf16 batches and keeps float32 running statistics that
+    training batches set (it failed on the second one), and the run validates."""
+    import math
+
+    from helpers import REPO, fit_args
+
+    from ser_fcn.cli import run_cli
+
+    cli = run_cli(["fit", *fit_args(demo_corpus.root, tmp_path / "run", "--config",
+                                    str(REPO / "experiments" / "profiles" / "real_speech.yaml"),
+                                    "--trainer.precision", "bf16-mixed", "--trainer.max_epochs", "2",
+                                    "--trainer.limit_train_batches", "2", "--trainer.logger", "false",
+                                    "--model.scheduler.init_args.T_max", "2")])
+    norm = cli.model.net.head.classifier[0]
+    assert cli.trainer.precision == "bf16-mixed"
+    assert norm.running_var.dtype == torch.float32 and torch.isfinite(norm.running_var).all()
+    assert not torch.allclose(norm.running_var, torch.ones_like(norm.running_var))  # set by training
+    assert len(cli.model.history) == 2 and all(math.isfinite(h["val/loss"]) for h in cli.model.history)
+
+
 def test_the_real_speech_profile_sets_pooled_norm_and_deltas_on_every_corpus_table_row():
     """One recipe for every row of the EmoDB table: the profile's net settings apply to the FCN
     rows and to the segmented AlexNet alike (a setting one net lacked would fail here)."""
