@@ -265,8 +265,8 @@ def test_pooled_norm_uses_running_statistics_never_a_batchs_own():
 @pytest.mark.parametrize("norm", ["pooled", "batch"])
 def test_running_statistics_stay_float32_under_bf16_autocast(norm):
     """Under `trainer.precision: bf16-mixed` (autocast) a training batch reaches PooledNorm and
-    MaskedBatchNorm in bf16: their float32 running statistics take its statistics in float32
-    instead of failing on the dtype, and the normalised output follows them."""
+    MaskedBatchNorm in bf16: their float32 running statistics take its statistics, computed in
+    float32, instead of failing on the dtype, and the normalised output follows them."""
     from ser_fcn.models.attention import PooledNorm
 
     torch.manual_seed(0)
@@ -281,7 +281,7 @@ def test_running_statistics_stay_float32_under_bf16_autocast(norm):
         y = module(x.bfloat16())  # the second moves them (towards the same values)
     assert module.running_mean.dtype == module.running_var.dtype == torch.float32
     assert int(module.num_batches_tracked) == 2
-    torch.testing.assert_close(module.running_mean, x.bfloat16().float().mean(dims), atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(module.running_mean, x.bfloat16().float().mean(dims), atol=2e-3, rtol=1e-3)
     torch.testing.assert_close(y.float().mean(dims), torch.zeros(8), atol=5e-2, rtol=0)
 
 

@@ -133,6 +133,8 @@ class MaskedBatchNorm(nn.BatchNorm2d):
     and an arousal cue) is divided out after every conv. Running statistics keep that, and still
     leave each answer independent of its batch-mates (BatchNorm's batch statistics do not: on
     EmoDB length goes with emotion and batches are length buckets; see PooledNorm).
+    It does not train on EmoDB (last-epoch train/wa 0.50 against 0.78 without it; the
+    twenty-first probe in results/emodb_ablation.md); kept so that probe can be rerun.
     forward(x (B, C, F, T), lengths (B,) or None: all valid) -> the normalised x, zero beyond
     `lengths`.
     """
@@ -140,12 +142,14 @@ class MaskedBatchNorm(nn.BatchNorm2d):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         if self.training:
             self._update(x, lengths)
-        y = nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                         training=False, eps=self.eps)
+        y = nn.functional.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
+        )
         return y if lengths is None else mask_time(y, lengths)  # the bias would fill the tail
 
     @torch.no_grad()
     def _update(self, x: Tensor, lengths: Tensor | None) -> None:
+        x = x.float()  # statistics in float32, also under bf16 autocast
         b, _, f, t = x.shape
         lengths = torch.full((b,), t, device=x.device) if lengths is None else lengths
         valid = (torch.arange(t, device=x.device) < lengths[:, None]).to(x.dtype)[:, None, None, :]

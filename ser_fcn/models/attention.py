@@ -32,7 +32,8 @@ class PooledNorm(nn.BatchNorm1d):
 
     def forward(self, input: Tensor) -> Tensor:
         if self.training and input.shape[0] > 1:
-            update_running_stats(self, input.detach().mean(0), input.detach().var(0))
+            stats = input.detach().float()  # in float32, also under bf16 autocast
+            update_running_stats(self, stats.mean(0), stats.var(0))
         return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
                             training=False, eps=self.eps)
 
