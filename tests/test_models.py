@@ -39,8 +39,8 @@ def model(request):
     utterance's answer would show; `deltas` feeds the encoder the input with its deltas
     (models/deltas.py), which read along time too."""
     torch.manual_seed(0)
-    norm = {"group_norm": "group", "batch_norm": "batch"}.get(request.param)
-    net = FCNAttention(num_classes=4, pooled_norm=request.param == "pooled_norm", norm=norm,
+    encoder_norm = {"group_norm": "group", "batch_norm": "batch"}.get(request.param)
+    net = FCNAttention(num_classes=4, pooled_norm=request.param == "pooled_norm", norm=encoder_norm,
                        deltas=request.param == "deltas")
     if request.param == "pooled_norm":
         norm = net.head.classifier[0]
@@ -334,10 +334,11 @@ def test_masked_batch_norm_normalises_with_running_statistics_of_the_valid_steps
     torch.testing.assert_close(y2, plain(x2))  # the updated statistics normalise this batch
     before = {k: v.clone() for k, v in norm.state_dict().items()}
     norm.eval()
+    batched = norm(x, lengths)
     for i, n in enumerate(lengths.tolist()):
         alone = norm(x[i : i + 1, ..., :n], lengths[i : i + 1])
-        torch.testing.assert_close(norm(x, lengths)[i, ..., :n], alone[0])
-        assert torch.all(norm(x, lengths)[i, ..., n:] == 0)
+        torch.testing.assert_close(batched[i, ..., :n], alone[0])
+        assert torch.all(batched[i, ..., n:] == 0)
     assert all(torch.equal(v, norm.state_dict()[k]) for k, v in before.items())  # eval: no update
     first = MaskedBatchNorm(8).train()  # y above: the first batch, by its own (= running) statistics
     first.load_state_dict({**norm.state_dict(), "running_mean": valid.mean(1), "running_var": valid.var(1)})

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from ser_fcn.data.collate import lengths_to_mask
 from ser_fcn.models.running_norm import update_running_stats
 
 __all__ = [
@@ -110,7 +111,7 @@ class MaskedGroupNorm(nn.GroupNorm):
             return super().forward(x)
         b, c, f, t = x.shape
         g = self.num_groups
-        valid = (torch.arange(t, device=x.device) < lengths[:, None]).to(x.dtype)  # (B, T)
+        valid = lengths_to_mask(lengths, t).to(x.dtype)  # (B, T)
         m = valid[:, None, None, None, :]  # (B, 1, 1, 1, T) against (B, G, C/G, F, T)
         xg = x.reshape(b, g, c // g, f, t) * m  # the tail may hold non-zeros: leave it out
         count = (lengths.to(x.dtype) * (c // g) * f).clamp_min(1)[:, None]  # (B, 1)
@@ -152,7 +153,7 @@ class MaskedBatchNorm(nn.BatchNorm2d):
         x = x.float()  # statistics in float32, also under bf16 autocast
         b, _, f, t = x.shape
         lengths = torch.full((b,), t, device=x.device) if lengths is None else lengths
-        valid = (torch.arange(t, device=x.device) < lengths[:, None]).to(x.dtype)[:, None, None, :]
+        valid = lengths_to_mask(lengths, t).to(x.dtype)[:, None, None, :]
         count = lengths.sum().to(x.dtype) * f
         if count < 2:  # one value per channel has no variance
             return
@@ -245,7 +246,7 @@ def layer_output_length(layer: nn.Module, length):
 
 def mask_time(x: Tensor, lengths: Tensor) -> Tensor:
     """Zero `x` (B, C, F, T) at every time step t >= lengths[b] (NaN and Inf there too)."""
-    valid = torch.arange(x.shape[-1], device=x.device) < lengths[:, None]  # (B, T)
+    valid = lengths_to_mask(lengths, x.shape[-1])  # (B, T)
     return torch.where(valid[:, None, None, :], x, 0.0)  # one pass each way; masked_fill copies first
 
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ser_fcn.data.collate import lengths_to_mask
 from ser_fcn.models.running_norm import update_running_stats
 
 __all__ = ["AttentionHead", "DROPOUT", "PooledNorm"]
@@ -76,7 +77,7 @@ class AttentionHead(nn.Module):
         e = self.context(torch.tanh(self.proj(a))).squeeze(-1)  # (B, L)
         scores = self.lam * e  # scale before masking: 0 * -inf would be nan
         if lengths is not None:
-            valid = torch.arange(t, device=features.device) < lengths.to(features.device)[:, None]
+            valid = lengths_to_mask(lengths.to(features.device), t)
             valid = valid[:, None, :].expand(b, f, t).reshape(b, f * t)
             scores = scores.masked_fill(~valid, float("-inf"))
         alpha = torch.softmax(scores, dim=-1)  # (B, L)
