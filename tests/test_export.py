@@ -39,8 +39,9 @@ def _batches(min_frames, n_bins, seed=0):
         yield x, lengths
 
 
-def test_onnx_and_torchscript_match_pytorch(exported):
-    ckpt, folder = exported
+def _worst_differences(ckpt, folder) -> dict[str, float]:
+    """Largest |probability difference| of the folder's ONNX and TorchScript files against the
+    checkpoint's PyTorch model, over _batches."""
     p = Predictor(ckpt)
     info = json.loads((folder / "model.json").read_text())
     assert sorted(f.name for f in folder.iterdir()) == ["model.json", "model.onnx", "model.pt"]  # one file each, no external data
@@ -57,7 +58,31 @@ def test_onnx_and_torchscript_match_pytorch(exported):
         worst["onnx"] = max(worst["onnx"], float(np.abs(ox - ref).max()))
         worst["torchscript"] = max(worst["torchscript"], float(np.abs(ts - ref).max()))
     print(f"export parity, max |dp| vs PyTorch: {worst}")
-    assert max(worst.values()) <= PARITY
+    return worst
+
+
+def test_onnx_and_torchscript_match_pytorch(exported):
+    assert max(_worst_differences(*exported).values()) <= PARITY
+
+
+def test_a_recurrent_model_exports_to_both_formats_and_they_match_pytorch(demo_corpus, tmp_path):
+    """`--model.net.init_args.recurrent true` (models/recurrent.py's LSTMs, which torch.export
+    cannot give a dynamic time axis): its ONNX file comes from the TorchScript-based exporter,
+    and both files give the model's answer at every length of _batches."""
+    from helpers import fit_args
+
+    from ser_fcn.cli import run_cli
+
+    run = tmp_path / "run"
+    run_cli(["fit", *fit_args(demo_corpus.root, run, "--model.net.init_args.recurrent", "true",
+                              "--data.cache_dir", str(tmp_path / "cache"), "--trainer.max_epochs", "1",
+                              "--trainer.limit_train_batches", "2", "--trainer.logger", "false")])
+    ckpt = next((run / "checkpoints").glob("best-*.ckpt"))
+    assert Predictor(ckpt).module.net.recurrent is not None
+    folder = tmp_path / "export"
+    for fmt, name in (("onnx", "model.onnx"), ("torchscript", "model.pt")):
+        main(["export", "--ckpt", str(ckpt), "--format", fmt, "--out", str(folder / name)])
+    assert max(_worst_differences(ckpt, folder).values()) <= PARITY
 
 
 def _readme_recipe() -> str:

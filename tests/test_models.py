@@ -31,17 +31,18 @@ def _entropy(p):
     return -(p * torch.log(p.clamp_min(1e-30))).sum(1)
 
 
-@pytest.fixture(scope="module", params=["paper", "pooled_norm", "group_norm", "batch_norm", "deltas"])
+@pytest.fixture(scope="module", params=["paper", "pooled_norm", "group_norm", "batch_norm", "deltas", "recurrent"])
 def model(request):
     """The model in eval mode; with `pooled_norm` its BatchNorm has non-trivial running
     statistics, with `group_norm` (the encoder's MaskedGroupNorm) non-trivial scales and
     shifts, with `batch_norm` (MaskedBatchNorm) both, so that a batch mixing into another
     utterance's answer would show; `deltas` feeds the encoder the input with its deltas
-    (models/deltas.py), which read along time too."""
+    (models/deltas.py), which read along time too; `recurrent` puts the LSTMs of
+    models/recurrent.py, which read whole rows along time, before the head."""
     torch.manual_seed(0)
     encoder_norm = {"group_norm": "group", "batch_norm": "batch"}.get(request.param)
     net = FCNAttention(num_classes=4, pooled_norm=request.param == "pooled_norm", norm=encoder_norm,
-                       deltas=request.param == "deltas")
+                       deltas=request.param == "deltas", recurrent=request.param == "recurrent")
     if request.param == "pooled_norm":
         norm = net.head.classifier[0]
         norm.running_mean.uniform_(0.0, 2.0)
@@ -135,12 +136,17 @@ def test_without_per_layer_masking_batching_changes_the_answer(model):
     masked) changes every padded row's features by a lot and its logits by >> atol."""
     x, lengths = _batch(LENGTHS)
     out_len = model.output_lengths(lengths)
+    def head(features, out_lengths):  # the recurrent layer, where there is one, and the head
+        if model.recurrent is not None:
+            features = model.recurrent(features, out_lengths)
+        return model.head(features, out_lengths)[0]
+
     naive = model.encoder.features(x if model.deltas is None else model.deltas(x, lengths))
-    naive_logits, _ = model.head(naive, out_len)
+    naive_logits = head(naive, out_len)
     for i, n in enumerate(LENGTHS[1:], start=1):  # every row shorter than the batch
         lone_x = x[i : i + 1, :, :, :n]
         lone, lone_len = model.encoder(lone_x if model.deltas is None else model.deltas(lone_x), lengths[i : i + 1])
-        lone_logits, _ = model.head(lone, lone_len)
+        lone_logits = head(lone, lone_len)
         t = int(out_len[i])
         assert (naive[i, :, :, :t] - lone[0]).abs().max() > 0.05 * lone.abs().max(), n
         assert (naive_logits[i] - lone_logits[0]).abs().max() > 10 * 1e-5, n
@@ -204,9 +210,10 @@ def test_head_ignores_padded_positions_even_if_nonzero():
 # ---------------------------------------------------------------- training
 
 
-def test_gradients_reach_every_parameter():
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_gradients_reach_every_parameter(recurrent):
     torch.manual_seed(0)
-    model = FCNAttention(num_classes=4).train()
+    model = FCNAttention(num_classes=4, recurrent=recurrent).train()
     x, lengths = _batch([180, 90, 40])
     logits, _ = model(x, lengths)
     F.cross_entropy(logits, torch.tensor([0, 1, 3])).backward()

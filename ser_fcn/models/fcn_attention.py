@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from ser_fcn.models.alexnet_fcn import AlexNetFCN
 from ser_fcn.models.attention import DROPOUT, AttentionHead
 from ser_fcn.models.deltas import Deltas
+from ser_fcn.models.recurrent import TemporalLSTM
 from ser_fcn.models.weights import load_imagenet
 
 __all__ = ["ENCODERS", "FCNAttention"]
@@ -30,6 +31,9 @@ class FCNAttention(nn.Module):
     `deltas`: the spectrogram with its delta and delta-delta over time as conv1's three input
     channels (models/deltas.py; Chen et al.'s 3-D input), in place of one; not the paper's.
     With ImageNet weights conv1 then keeps its three RGB filters as they are.
+    `recurrent`: a residual bidirectional LSTM along time over every frequency row of the
+    encoder output, before the attention head (models/recurrent.py; after Chen et al.'s
+    ACRNN); not the paper's.
 
     forward(x (B, 1, F, T), lengths (B,)) -> (logits (B, num_classes), attention (B, F', T')).
     """
@@ -46,6 +50,7 @@ class FCNAttention(nn.Module):
         pooled_norm: bool = False,  # PooledNorm on the pooled vector (AttentionHead); not in the paper
         norm: str | None = None,  # "group" / "batch": a norm after every conv (alexnet_fcn.NORMS); not in the paper
         deltas: bool = False,  # spectrogram + delta + delta-delta as 3 input channels (Deltas); not in the paper
+        recurrent: bool = False,  # a residual BiLSTM along time before the head (TemporalLSTM); not in the paper
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -56,6 +61,7 @@ class FCNAttention(nn.Module):
         if weights is not None:
             enc = self.encoder
             load_imagenet(enc, enc.imagenet_arch, weights, skip=enc.imagenet_skip)
+        self.recurrent = TemporalLSTM(self.encoder.out_channels) if recurrent else None
         self.head = AttentionHead(
             self.encoder.out_channels, num_classes, attn_dim=attn_dim, lam=lam, dropout=dropout,
             pooled_norm=pooled_norm,
@@ -79,4 +85,6 @@ class FCNAttention(nn.Module):
         if self.deltas is not None:
             x = self.deltas(x, lengths)
         features, out_lengths = self.encoder(x, lengths)
+        if self.recurrent is not None:
+            features = self.recurrent(features, out_lengths)
         return self.head(features, out_lengths)
