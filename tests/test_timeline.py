@@ -210,3 +210,40 @@ def test_a_model_without_attention_gets_exact_windows_padded_to_the_window():
     with torch.inference_mode():
         alone = m(x, torch.tensor([spec.shape[-1]]))[0].softmax(-1)[0].numpy()
     assert np.allclose([last["probabilities"][c] for c in "abcd"], alone, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def deltas_recurrent(demo_corpus, tmp_path_factory):
+    """A 1-epoch model with the real-speech recipe's deltas and models/recurrent.py's LSTM:
+    both sit outside `net.encoder` and `net.head`, where the shared encoding must not skip them."""
+    from helpers import fit_args
+
+    from ser_fcn.cli import run_cli
+
+    run = tmp_path_factory.mktemp("deltas_recurrent")
+    run_cli(["fit", *fit_args(demo_corpus.root, run, "--model.net.init_args.deltas", "true",
+                              "--model.net.init_args.recurrent", "true", "--trainer.max_epochs", "1",
+                              "--trainer.limit_train_batches", "2", "--trainer.logger", "false")])
+    return Predictor(next((run / "checkpoints").glob("best-*.ckpt")))
+
+
+def test_the_shared_encoding_of_a_model_with_deltas_and_a_recurrent_layer(deltas_recurrent, long_wave):
+    """Chunked encoding (the deltas computed per chunk) equals one pass of the model's encode,
+    and the whole-file answer pooled from it (through the LSTM) is the file run alone; the
+    windows stay close to each window run alone."""
+    p = deltas_recurrent
+    m, cfg = p.module, p.cfg
+    assert m.net.deltas is not None and m.net.recurrent is not None
+    spec = log_spectrogram(long_wave, cfg)
+    n = torch.tensor([spec.shape[-1]])
+    with torch.inference_mode():
+        one, _ = m.net.encode(m.normalize(spec[None, None], n), n)
+    chunked = encode_file(m, long_wave, cfg, chunk_cells=9)
+    assert torch.allclose(chunked, one[0], atol=1e-4 * float(one.abs().max()))
+    alone = p.analyse_wave(long_wave).prediction.probabilities
+    assert np.allclose(whole_file_probs(m, chunked), [alone[c] for c in p.class_names], atol=1e-5)
+    regions = speech_regions(long_wave, cfg.sample_rate)
+    segs = timeline(m, long_wave, cfg, p.class_names, 3.0, 1.0, regions, encode_regions(m, long_wave, cfg, regions))
+    diffs = [np.abs(_probs(p, s) - _alone(p, long_wave, s)).max() for s in segs if s["label"] != PAUSE]
+    print(f"deltas + recurrent, shared vs alone: max |dp| {max(diffs):.4f}, median {np.median(diffs):.4f}")
+    assert max(diffs) <= SHARED_TOLERANCE

@@ -13,7 +13,8 @@ Two ways to score the windows (shared encoding is the default of `predict --time
 * shared encoding: the encoder runs once over each speech region (alone, as an utterance is
   run in training), in chunks of `chunk_cells` output cells with a margin of cells on both
   sides, so memory stays bounded and every kept cell equals the cell of a whole-region
-  encoding; each window then only runs the attention pooling over the encoder cells it holds.
+  encoding; each window then only runs the model's `pool` (FCNAttention: the recurrent layer
+  where there is one, the attention pooling, the classifier) over the encoder cells it holds.
   Window starts are snapped to the encoder's cell grid (AlexNet: 32 frames = 0.32 s) from the
   region's start, so window cell k is the region's cell start/32 + k. A window's answer
   differs from the answer for that window cut out and run alone only in its border cells: run
@@ -59,8 +60,8 @@ class Window:
 
 
 def supports_shared(net: nn.Module) -> bool:
-    """Shared encoding needs an `encoder` and an attention `head` (FCNAttention does)."""
-    return hasattr(net, "encoder") and hasattr(net, "head")
+    """Shared encoding needs a model split into `encode` and `pool` (FCNAttention is)."""
+    return hasattr(net, "encode") and hasattr(net, "pool")
 
 
 def receptive_field(encoder: nn.Module) -> int:
@@ -117,7 +118,8 @@ def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells:
     `stats`: a speaker_norm model's standardisation."""
     enc = module.net.encoder
     jump = int(encoder_grid(enc).jump_t)
-    margin = math.ceil(receptive_field(enc) / jump) + 1  # cells whose input reaches past a chunk
+    # cells whose input reaches past a chunk (a model's deltas reach 4 frames more: inside it)
+    margin = math.ceil(receptive_field(enc) / jump) + 1
     n_frames = cfg.n_frames(wave.numel())
     total = int(enc.output_lengths(torch.tensor([n_frames]))[0])
     out = None  # filled chunk by chunk (no list + cat: half the peak)
@@ -127,7 +129,7 @@ def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells:
         stop = min(n_frames, (stop_cell + margin) * jump + receptive_field(enc))
         x = _spectrogram(wave, first, stop, cfg, stats).to(module.device)[None, None]
         n = torch.tensor([x.shape[-1]], device=module.device)
-        feats, _ = enc(module.normalize(x, n), n)
+        feats, _ = module.net.encode(module.normalize(x, n), n)  # the deltas too, where the model has them
         if out is None:
             out = feats.new_empty(feats.shape[1], feats.shape[2], total, device="cpu")
         out[..., start_cell:stop_cell] = feats[0, :, :, start_cell - first // jump: stop_cell - first // jump].cpu()
@@ -136,7 +138,8 @@ def encode_file(module, wave: torch.Tensor, cfg: SpectrogramConfig, chunk_cells:
 
 @torch.inference_mode()
 def _pool_windows(module, cells: torch.Tensor, wins: list[Window], jump: int, batch: int = 256) -> torch.Tensor:
-    """Attention pooling + classifier of each window over its cells of the shared encoding."""
+    """The model's `pool` (recurrent layer where there is one, attention pooling, classifier)
+    of each window over its cells of the shared encoding."""
     enc, out = module.net.encoder, []
     counts = enc.output_lengths(torch.tensor([w.stop - w.first for w in wins]))
     for i in range(0, len(wins), batch):
@@ -148,7 +151,7 @@ def _pool_windows(module, cells: torch.Tensor, wins: list[Window], jump: int, ba
             part = cells[:, :, k0: k0 + int(counts[j])]
             x[row, :, :, : part.shape[-1]] = part
         lengths = torch.tensor([min(int(counts[j]), cells.shape[-1] - wins[j].first // jump) for j in idx])
-        logits, _ = module.net.head(x.to(module.device), lengths.to(module.device))
+        logits, _ = module.net.pool(x.to(module.device), lengths.to(module.device))
         out.append(logits.float().softmax(-1).cpu())
     return torch.cat(out)
 
@@ -174,9 +177,9 @@ def _run_windows(module, wave: torch.Tensor, wins: list[Window], cfg: Spectrogra
 
 @torch.inference_mode()
 def whole_file_probs(module, cells: torch.Tensor) -> np.ndarray:
-    """The whole-file answer from the shared encoding: attention pooling over all its cells
+    """The whole-file answer from the shared encoding: the model's `pool` over all its cells
     (the same as one forward pass over the file, without its memory)."""
-    logits, _ = module.net.head(cells[None].to(module.device), torch.tensor([cells.shape[-1]], device=module.device))
+    logits, _ = module.net.pool(cells[None].to(module.device), torch.tensor([cells.shape[-1]], device=module.device))
     return logits.float().softmax(-1)[0].cpu().numpy()
 
 

@@ -81,10 +81,18 @@ class FCNAttention(nn.Module):
         """Valid time steps of the attention map for inputs of `lengths` frames."""
         return self.encoder.output_lengths(lengths)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def encode(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The first half of forward: (deltas +) encoder -> (features (B, C, F', T'), out_lengths)."""
         if self.deltas is not None:
             x = self.deltas(x, lengths)
-        features, out_lengths = self.encoder(x, lengths)
+        return self.encoder(x, lengths)
+
+    def pool(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The second half: encoder cells -> (recurrent layer +) attention head -> (logits, alpha).
+        The timeline pools windows of one shared encoding with it (inference/timeline.py)."""
         if self.recurrent is not None:
-            features = self.recurrent(features, out_lengths)
-        return self.head(features, out_lengths)
+            features = self.recurrent(features, lengths)
+        return self.head(features, lengths)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.pool(*self.encode(x, lengths))
