@@ -14,7 +14,7 @@ from ser_fcn.cli import main
 from ser_fcn.data.features import log_spectrogram
 from ser_fcn.inference.predict import Predictor
 
-from deploy_helpers import tiny_checkpoint
+from deploy_helpers import deltas_recurrent_checkpoint, tiny_checkpoint
 from helpers import REPO
 
 PARITY = 1e-4  # largest |probability difference| allowed against the PyTorch model
@@ -65,19 +65,11 @@ def test_onnx_and_torchscript_match_pytorch(exported):
     assert max(_worst_differences(*exported).values()) <= PARITY
 
 
-def test_a_recurrent_model_exports_to_both_formats_and_they_match_pytorch(demo_corpus, tmp_path):
-    """`--model.net.init_args.recurrent true` (models/recurrent.py's LSTMs, which torch.export
-    cannot give a dynamic time axis): its ONNX file comes from the TorchScript-based exporter,
-    and both files give the model's answer at every length of _batches."""
-    from helpers import fit_args
-
-    from ser_fcn.cli import run_cli
-
-    run = tmp_path / "run"
-    run_cli(["fit", *fit_args(demo_corpus.root, run, "--model.net.init_args.recurrent", "true",
-                              "--data.cache_dir", str(tmp_path / "cache"), "--trainer.max_epochs", "1",
-                              "--trainer.limit_train_batches", "2", "--trainer.logger", "false")])
-    ckpt = next((run / "checkpoints").glob("best-*.ckpt"))
+def test_a_recurrent_model_exports_to_both_formats_and_they_match_pytorch(demo_corpus, tmp_path_factory, tmp_path):
+    """A model with deltas and `--model.net.init_args.recurrent true` (models/recurrent.py's
+    LSTMs, which torch.export cannot give a dynamic time axis): its ONNX file comes from the
+    TorchScript-based exporter, and both files give the model's answer at every length of _batches."""
+    ckpt = deltas_recurrent_checkpoint(demo_corpus, tmp_path_factory)
     assert Predictor(ckpt).module.net.recurrent is not None
     folder = tmp_path / "export"
     for fmt, name in (("onnx", "model.onnx"), ("torchscript", "model.pt")):

@@ -22,7 +22,7 @@ from ser_fcn.inference.timeline import (
 )
 from ser_fcn.inference.vad import VADConfig, speech_regions
 
-from deploy_helpers import tiny_checkpoint
+from deploy_helpers import deltas_recurrent_checkpoint, tiny_checkpoint
 
 # Shared encoding vs each window cut out and run alone: the largest difference of any class
 # probability this test allows (measured on this 1-epoch model: max 0.0024, median 0.0005).
@@ -214,17 +214,7 @@ def test_a_model_without_attention_gets_exact_windows_padded_to_the_window():
 
 @pytest.fixture(scope="module")
 def deltas_recurrent(demo_corpus, tmp_path_factory):
-    """A 1-epoch model with the real-speech recipe's deltas and models/recurrent.py's LSTM:
-    both sit outside `net.encoder` and `net.head`, where the shared encoding must not skip them."""
-    from helpers import fit_args
-
-    from ser_fcn.cli import run_cli
-
-    run = tmp_path_factory.mktemp("deltas_recurrent")
-    run_cli(["fit", *fit_args(demo_corpus.root, run, "--model.net.init_args.deltas", "true",
-                              "--model.net.init_args.recurrent", "true", "--trainer.max_epochs", "1",
-                              "--trainer.limit_train_batches", "2", "--trainer.logger", "false")])
-    return Predictor(next((run / "checkpoints").glob("best-*.ckpt")))
+    return Predictor(deltas_recurrent_checkpoint(demo_corpus, tmp_path_factory))
 
 
 def test_the_shared_encoding_of_a_model_with_deltas_and_a_recurrent_layer(deltas_recurrent, long_wave):

@@ -74,17 +74,16 @@ def export(ckpt: str | Path, fmt: str, out: str | Path) -> dict:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     args = example_inputs(cfg.n_bins)
+    names = {"input_names": ["spectrogram", "lengths"], "output_names": ["probabilities"]}
     if fmt == "onnx" and getattr(module.net, "recurrent", None) is not None:
         # models/recurrent.py's LSTMs: torch.export (torch 2.11) fails on them with a dynamic time
         # axis; the TorchScript-based exporter does not, and its file matches the model (tests/test_export.py)
-        torch.onnx.export(model, args, str(out), dynamo=False, input_names=["spectrogram", "lengths"],
-                          output_names=["probabilities"], verbose=False,
+        torch.onnx.export(model, args, str(out), dynamo=False, verbose=False, **names,
                           dynamic_axes={"spectrogram": {0: "batch", 3: "frames"}, "lengths": {0: "batch"}})
     elif fmt == "onnx":
         batch = torch.export.Dim("batch", min=1, max=4096)
         frames = torch.export.Dim("frames", min=min_frames, max=MAX_FRAMES)
-        torch.onnx.export(model, args, str(out), dynamo=True, input_names=["spectrogram", "lengths"],
-                          output_names=["probabilities"], verbose=False, external_data=False,
+        torch.onnx.export(model, args, str(out), dynamo=True, verbose=False, external_data=False, **names,
                           dynamic_shapes={"spectrogram": {0: batch, 3: frames}, "lengths": {0: batch}})
     else:
         with torch.no_grad():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ser_fcn.data.collate import lengths_to_mask
 from ser_fcn.models.alexnet_fcn import mask_time
 
 __all__ = ["TemporalLSTM", "reverse_within_lengths"]
@@ -28,8 +29,7 @@ def reverse_within_lengths(lengths: Tensor, t: int) -> Tensor:
     """(N,) valid steps -> (N, t) gather index that reverses steps 0..n-1 of each row and keeps
     the padding where it is; applying it twice gives the identity."""
     steps = torch.arange(t, device=lengths.device)[None, :]
-    n = lengths[:, None]
-    return torch.where(steps < n, n - 1 - steps, steps)
+    return torch.where(lengths_to_mask(lengths, t), lengths[:, None] - 1 - steps, steps)
 
 
 class TemporalLSTM(nn.Module):
