@@ -2,6 +2,7 @@
 the manifest command; and the real corpus in ../shared when it is there."""
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -210,6 +211,30 @@ def test_emodb_table_rows_published_figures_pairing_tests_and_ablation(corpus, t
     md = (tmp_path / "res" / "emodb.md").read_text()
     assert md.endswith("## Recipe ablation (validation UA)\n\n| choice | val UA before | after |\n|---|---|---|\n"
                        "| cosine lr | 60.0 | 70.0 |\n") and "Not written yet" not in md
+
+
+ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth "
+            "fifteenth sixteenth seventeenth eighteenth nineteenth twentieth").split()
+ORDINALS += [f"twenty-{o}" for o in ORDINALS[:9]]
+
+
+def test_the_committed_emodb_table_ends_with_the_whole_committed_ablation():
+    """results/emodb.md is the table, then results/emodb_ablation.md whole, as `table2 --corpus emodb`
+    writes it; and the ablation keeps every probe it has recorded, newest first (a script that
+    rewrote it once dropped the earlier probes from both files, and nothing failed)."""
+    from ser_fcn.study.table_markdown import ABLATION_HEADING
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    md, ablation = (results / "emodb.md").read_text(), (results / "emodb_ablation.md").read_text()
+    table, heading, tail = md.partition(f"\n{ABLATION_HEADING}\n\n")
+    assert heading and tail == ablation.strip() + "\n"
+    assert table.startswith("# EmoDB") and "| FCN + attention, random init |" in table and "- Made by `python -m ser_fcn table2" in table
+    sections = [line for line in ablation.splitlines() if line.startswith("### ")]
+    dates = [re.search(r"\((\d{4}-\d{2}-\d{2})[,)]", line).group(1) for line in sections]
+    assert dates == sorted(dates, reverse=True)  # newest first
+    probes = [ORDINALS.index(m.group(1)) + 1 for line in sections
+              if (m := re.search(r"\(\d{4}-\d{2}-\d{2}, ([a-z-]+) probe(?:, continued)?\)$", line))]
+    assert probes and set(probes) == set(range(1, max(probes) + 1))  # no probe's section lost
 
 
 def test_emodb_table_defaults_to_the_real_speech_profile_and_needs_table2_and_a_root(corpus, tmp_path, monkeypatch, capsys):

@@ -22,6 +22,8 @@ from .references import SAME_PROTOCOL, render_references
 from .rows import Outcome, PairedTests
 
 PAPER = "Zhang et al. 2018"
+# a corpus table's last section: results/<corpus>_ablation.md, appended whole (`markdown_table`)
+ABLATION_HEADING = "## Recipe ablation (validation UA)"
 TITLES = {
     1: "Table I: AlexNet and VGGNet-16, random initialisation or fine-tuning (3 s segments)",
     2: "Table II: FCN + attention against the other systems",
@@ -170,7 +172,7 @@ def markdown_table(number: int, outcomes: list[Outcome], profile: str, profile_f
     if footnotes:
         lines += ["", *footnotes]
     if kind:
-        lines += ["", "## Recipe ablation (validation UA)", "",
+        lines += ["", ABLATION_HEADING, "",
                   ablation.strip() if ablation else f"Not written yet: `results/{corpus}_ablation.md` is appended here "
                   "when it exists (validation UA of each recipe choice over the same folds, before and after)."]
     return "\n".join(lines) + "\n"
