@@ -168,6 +168,27 @@ def test_folds_are_speaker_independent_and_cover_everything(fold, swap):
     assert (other.val_speaker, other.test_speaker) == (split.test_speaker, split.val_speaker)
 
 
+@pytest.mark.parametrize("swap", [False, True])
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_fewer_training_sessions_keep_validation_and_test_and_use_every_session_equally(n, swap):
+    rows = _rows()
+    used = Counter()
+    for fold in range(1, 6):
+        full, split = make_fold(rows, fold, swap), make_fold(rows, fold, swap, train_sessions=n)
+        assert (split.val, split.test, split.val_speaker, split.test_speaker) == (full.val, full.test, full.val_speaker, full.test_speaker)
+        sessions = {rows[i].session for i in split.train}
+        assert len(sessions) == n and fold not in sessions and split.train_sessions == tuple(sorted(sessions))
+        assert split.train == [i for i in full.train if rows[i].session in sessions]  # whole sessions, both speakers
+        assert len({rows[i].speaker for i in split.train}) == 2 * n and f"sessions {', '.join(map(str, sorted(sessions)))} only" in split.describe()
+        used.update(sessions)
+    assert used == {s: n for s in range(1, 6)}
+    assert make_fold(rows, 3, swap, train_sessions=None) == make_fold(rows, 3, swap)
+    with pytest.raises(ValueError, match="train_sessions=5 is out of range.*1..4"):
+        make_fold(rows, 1, train_sessions=5)
+    with pytest.raises(ValueError, match="train_sessions=0"):
+        make_fold(rows, 1, train_sessions=0)
+
+
 def test_fold_errors():
     rows = _rows()
     with pytest.raises(ValueError, match="out of range.*1..5"):

@@ -104,6 +104,12 @@ def test_data_corpus_emodb_trains_all_seven_classes_or_a_subset(corpus, tmp_path
     sub.setup()
     assert {r.label for r in sub.rows} == {"neu", "hap", "sad", "ang"} and sub.split.test_speaker == "15"
     assert sub.manifest_path() != dm.manifest_path()  # another class list: another cached manifest
+    few = SERDataModule(root=str(corpus[0]), corpus="emodb", fold=5, train_sessions=2, progress=False, cache_dir=str(tmp_path))
+    few.setup()  # fold 5 trains on sessions 1 and 2 (wrapping round): speakers 03, 08, 10, 09
+    assert {few.rows[i].speaker for i in few.split.train} == {"03", "08", "10", "09"} and len(few.datasets["train"]) == 4 * 7 * 2
+    assert (few.split.val_speaker, few.split.test_speaker) == ("15", "16") and sum(few.class_counts) == 4 * 7 * 2
+    with pytest.raises(ValueError, match="train_sessions needs folds by session"):
+        SERDataModule(emobox=str(tmp_path), audio_root=str(tmp_path), train_sessions=2)
     with pytest.raises(ValueError, match="give data.root"):
         SERDataModule(corpus="emodb")
     with pytest.raises(ValueError, match="IEMOCAP only"):

@@ -26,12 +26,14 @@ class FoldSplit:
     train: list[int]
     val: list[int]
     test: list[int]
+    train_sessions: tuple[int, ...] = ()  # set when `make_fold(train_sessions=N)` trained on only these
 
     def describe(self) -> str:
+        only = f" (training on sessions {', '.join(map(str, self.train_sessions))} only)" if self.train_sessions else ""
         return (
             f"fold {self.fold}: session {self.held_out_session} held out, "
             f"validation speaker {self.val_speaker}, test speaker {self.test_speaker}; "
-            f"{len(self.train)} train / {len(self.val)} val / {len(self.test)} test utterances"
+            f"{len(self.train)} train / {len(self.val)} val / {len(self.test)} test utterances{only}"
         )
 
     def swapped(self) -> FoldSplit:
@@ -54,13 +56,22 @@ def num_folds(rows: list[Utterance]) -> int:
     return len({r.session for r in rows})
 
 
-def make_fold(rows: list[Utterance], fold: int, swap_speakers: bool = False) -> FoldSplit:
-    """Indices into `rows` of the train / validation / test utterances of `fold` (1-based)."""
+def make_fold(rows: list[Utterance], fold: int, swap_speakers: bool = False,
+              train_sessions: int | None = None) -> FoldSplit:
+    """Indices into `rows` of the train / validation / test utterances of `fold` (1-based).
+    `train_sessions`: train on only that many of the other sessions, those after the held-out
+    one in turn (fold k of five with 2: sessions k+1 and k+2, wrapping round), so that over
+    all folds every session trains equally often; validation and test are unchanged. A
+    learning curve over training speakers (`data.train_sessions`)."""
     check_speakers_in_one_session(rows)
     sessions = sorted({r.session for r in rows})
     if not 1 <= fold <= len(sessions):
         raise ConfigError(f"data.fold={fold} is out of range: this corpus has {len(sessions)} sessions, so folds 1..{len(sessions)}")
+    if train_sessions is not None and not 1 <= train_sessions <= len(sessions) - 1:
+        raise ConfigError(f"data.train_sessions={train_sessions} is out of range: with {len(sessions)} sessions, "
+                          f"one held out, a fold can train on 1..{len(sessions) - 1} of them")
     held_out = sessions[fold - 1]
+    training = [sessions[(fold - 1 + i) % len(sessions)] for i in range(1, len(sessions))][:train_sessions]
     speakers = sorted({r.speaker for r in rows if r.session == held_out})
     if len(speakers) != 2:
         raise ConfigError(
@@ -68,10 +79,11 @@ def make_fold(rows: list[Utterance], fold: int, swap_speakers: bool = False) -> 
             "the protocol needs exactly two (one for validation, one for test)"
         )
     val_spk, test_spk = reversed(speakers) if swap_speakers else speakers
-    train = [i for i, r in enumerate(rows) if r.session != held_out]
+    train = [i for i, r in enumerate(rows) if r.session in training]
     val = [i for i, r in enumerate(rows) if r.speaker == val_spk]
     test = [i for i, r in enumerate(rows) if r.speaker == test_spk]
-    split = FoldSplit(fold, held_out, val_spk, test_spk, train, val, test)
+    split = FoldSplit(fold, held_out, val_spk, test_spk, train, val, test,
+                      tuple(sorted(training)) if train_sessions is not None else ())
     assert_disjoint_speakers(rows, split)
     return split
 

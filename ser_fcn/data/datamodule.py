@@ -121,6 +121,10 @@ class SERDataModule(L.LightningDataModule):
             fold k-swap train on the same speakers with the same seed, so one training run serves
             both: `fit --swap_run_dir` keeps the best epoch by `val_swap/ua` for the swapped fold
             and tests it on the validation speaker (`exchange_held_out`). Not for EmoBox folds.
+        train_sessions: train on only this many of the sessions not held out (those after the
+            held-out one, wrapping round: every session trains equally often over the folds), for a
+            learning curve over training speakers; validation and test speakers are unchanged.
+            Default: all of them. Not for EmoBox folds.
         classes: the label set, in the order of the model's outputs.
         merge_exc: IEMOCAP only: count `exc` as `hap`.
         include_scripted: IEMOCAP only: keep scripted dialogs too (the paper does not).
@@ -150,6 +154,7 @@ class SERDataModule(L.LightningDataModule):
         fold: int = 1,
         swap_speakers: bool = False,
         validate_both: bool = False,
+        train_sessions: int | None = None,
         classes: list[str] | None = None,
         merge_exc: bool = False,
         include_scripted: bool = False,
@@ -180,6 +185,8 @@ class SERDataModule(L.LightningDataModule):
         if emobox and (merge_exc or include_scripted):  # would be ignored: the fold files fix the subset
             raise ConfigError("data.merge_exc / data.include_scripted do not apply to data.emobox: its fold files and "
                              "label_map.json fix the utterances and labels (IEMOCAP's merge exc into Happy)")
+        if emobox and train_sessions is not None:
+            raise ConfigError("data.train_sessions needs folds by session; EmoBox's fold files fix the training part")
         if emobox and validate_both:
             raise ConfigError("data.validate_both needs a held-out session with a validation and a test speaker; "
                              "EmoBox folds carve validation from the training part")
@@ -317,7 +324,7 @@ class SERDataModule(L.LightningDataModule):
         if hp.emobox:
             self.split = split = emobox_split(rows, fold_keys(hp.emobox, hp.fold), hp.fold, hp.seed)
         else:
-            self.split = split = make_fold(rows, hp.fold, hp.swap_speakers)
+            self.split = split = make_fold(rows, hp.fold, hp.swap_speakers, hp.train_sessions)
         log.info("%s", split.describe())
         seg = hp.segment_frames if hp.segmented else None
         self.speaker_stats = self.speaker_stats_of(rows)
