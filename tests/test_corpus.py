@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_fcn.corpora.folds import LeakageError, make_fold
+from ser_fcn.corpora.folds import LeakageError, make_fold, thin_training
 from ser_fcn.corpora.iemocap import LabelFileError, parse_label_file, parse_utterance_id, read_iemocap
 from ser_fcn.corpora.manifest import COLUMNS, ManifestError, Utterance, read_manifest, write_manifest
 
@@ -187,6 +187,25 @@ def test_fewer_training_sessions_keep_validation_and_test_and_use_every_session_
         make_fold(rows, 1, train_sessions=5)
     with pytest.raises(ValueError, match="train_sessions=0"):
         make_fold(rows, 1, train_sessions=0)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.8, 1.0])
+def test_a_training_fraction_thins_every_speaker_and_class_alike_and_keeps_validation_and_test(fraction):
+    rows = _rows(per_speaker=12)  # three utterances of each class per speaker
+    full = make_fold(rows, 2, swap_speakers=True)
+    thin = thin_training(rows, full, fraction, seed=0)
+    assert (thin.val, thin.test, thin.val_speaker, thin.test_speaker) == (full.val, full.test, full.val_speaker, full.test_speaker)
+    assert set(thin.train) <= set(full.train) and thin.train == sorted(thin.train)
+    kept = Counter((rows[i].speaker, rows[i].label) for i in thin.train)
+    assert kept == {key: max(1, round(fraction * 3)) for key in Counter((rows[i].speaker, rows[i].label) for i in full.train)}
+    assert thin_training(rows, full, fraction, seed=0) == thin and f"a fraction {fraction:g}" in thin.describe()
+    if fraction == 1.0:
+        assert thin.train == full.train
+    else:  # another seed, another draw
+        assert any(thin_training(rows, full, fraction, seed=s).train != thin.train for s in range(1, 6))
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=f"train_fraction={bad} is out of range"):
+            thin_training(rows, full, bad)
 
 
 def test_fold_errors():

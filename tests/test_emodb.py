@@ -108,6 +108,11 @@ def test_data_corpus_emodb_trains_all_seven_classes_or_a_subset(corpus, tmp_path
     few.setup()  # fold 5 trains on sessions 1 and 2 (wrapping round): speakers 03, 08, 10, 09
     assert {few.rows[i].speaker for i in few.split.train} == {"03", "08", "10", "09"} and len(few.datasets["train"]) == 4 * 7 * 2
     assert (few.split.val_speaker, few.split.test_speaker) == ("15", "16") and sum(few.class_counts) == 4 * 7 * 2
+    half = SERDataModule(root=str(corpus[0]), corpus="emodb", fold=5, train_fraction=0.5, progress=False, cache_dir=str(tmp_path))
+    half.setup()  # all eight training speakers, one of each one's two utterances of each class
+    assert Counter((half.rows[i].speaker, half.rows[i].label) for i in half.split.train) == \
+        {(s, c): 1 for s in ("03", "08", "10", "09", "11", "13", "12", "14") for c in emodb.CLASSES}
+    assert half.class_counts == [8] * 7 and len(half.datasets["test"]) == 7 * 2
     with pytest.raises(ValueError, match="train_sessions needs folds by session"):
         SERDataModule(emobox=str(tmp_path), audio_root=str(tmp_path), train_sessions=2)
     with pytest.raises(ValueError, match="give data.root"):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from ..utils.errors import ConfigError, UserError
 from .manifest import Utterance
 
@@ -27,9 +29,12 @@ class FoldSplit:
     val: list[int]
     test: list[int]
     train_sessions: tuple[int, ...] = ()  # set when `make_fold(train_sessions=N)` trained on only these
+    train_fraction: float | None = None  # set by `thin_training`
 
     def describe(self) -> str:
         only = f" (training on sessions {', '.join(map(str, self.train_sessions))} only)" if self.train_sessions else ""
+        if self.train_fraction is not None:
+            only += f" (a fraction {self.train_fraction:g} of each training speaker's utterances of each class)"
         return (
             f"fold {self.fold}: session {self.held_out_session} held out, "
             f"validation speaker {self.val_speaker}, test speaker {self.test_speaker}; "
@@ -86,6 +91,20 @@ def make_fold(rows: list[Utterance], fold: int, swap_speakers: bool = False,
                       tuple(sorted(training)) if train_sessions is not None else ())
     assert_disjoint_speakers(rows, split)
     return split
+
+
+def thin_training(rows: list[Utterance], split: FoldSplit, fraction: float, seed: int = 0) -> FoldSplit:
+    """`split` with only `fraction` of each training speaker's utterances of each class (at least
+    one), drawn with `seed`: as many training utterances as fewer speakers would give, from all of
+    them (`data.train_fraction`, beside `train_sessions`). Validation and test are unchanged."""
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"data.train_fraction={fraction} is out of range: a fraction in (0, 1]")
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i in split.train:
+        groups.setdefault((rows[i].speaker, rows[i].label), []).append(i)
+    rng = np.random.default_rng(seed)
+    keep = [int(i) for key in sorted(groups) for i in rng.permutation(groups[key])[:max(1, round(fraction * len(groups[key])))]]
+    return replace(split, train=sorted(keep), train_fraction=fraction)
 
 
 def assert_disjoint_speakers(rows: list[Utterance], split: FoldSplit) -> None:

@@ -20,7 +20,7 @@ from ..corpora.emobox import emobox_split, fold_keys, label_map_classes, read_em
 from .segments import segment_spans
 from .speaker_norm import SpeakerStats, speaker_statistics, standardise
 from .features import FeatureCache, SpectrogramConfig
-from ..corpora.folds import FoldSplit, make_fold
+from ..corpora.folds import FoldSplit, make_fold, thin_training
 from ..corpora.iemocap import read_iemocap
 from ..corpora.readers import DEFAULT as DEFAULT_CORPUS, get_corpus, read_corpus
 from ..corpora.manifest import ManifestError, Utterance, count_table, read_manifest, write_manifest
@@ -125,6 +125,9 @@ class SERDataModule(L.LightningDataModule):
             held-out one, wrapping round: every session trains equally often over the folds), for a
             learning curve over training speakers; validation and test speakers are unchanged.
             Default: all of them. Not for EmoBox folds.
+        train_fraction: train on only this fraction of each training speaker's utterances of each
+            class (at least one; drawn with `seed`): the data of fewer speakers from all of them,
+            to tell the number of speakers from the number of utterances. Default: all.
         classes: the label set, in the order of the model's outputs.
         merge_exc: IEMOCAP only: count `exc` as `hap`.
         include_scripted: IEMOCAP only: keep scripted dialogs too (the paper does not).
@@ -155,6 +158,7 @@ class SERDataModule(L.LightningDataModule):
         swap_speakers: bool = False,
         validate_both: bool = False,
         train_sessions: int | None = None,
+        train_fraction: float | None = None,
         classes: list[str] | None = None,
         merge_exc: bool = False,
         include_scripted: bool = False,
@@ -325,6 +329,8 @@ class SERDataModule(L.LightningDataModule):
             self.split = split = emobox_split(rows, fold_keys(hp.emobox, hp.fold), hp.fold, hp.seed)
         else:
             self.split = split = make_fold(rows, hp.fold, hp.swap_speakers, hp.train_sessions)
+        if hp.train_fraction is not None:
+            self.split = split = thin_training(rows, split, hp.train_fraction, hp.seed)
         log.info("%s", split.describe())
         seg = hp.segment_frames if hp.segmented else None
         self.speaker_stats = self.speaker_stats_of(rows)
