@@ -140,7 +140,7 @@ def test_without_per_layer_masking_batching_changes_the_answer(model):
     naive_logits = model.pool(naive, out_len)[0]
     for i, n in enumerate(LENGTHS[1:], start=1):  # every row shorter than the batch
         lone_x = x[i : i + 1, :, :, :n]
-        lone, lone_len = model.encoder(lone_x if model.deltas is None else model.deltas(lone_x), lengths[i : i + 1])
+        lone, lone_len = model.encode(lone_x, lengths[i : i + 1])
         lone_logits = model.pool(lone, lone_len)[0]
         t = int(out_len[i])
         assert (naive[i, :, :, :t] - lone[0]).abs().max() > 0.05 * lone.abs().max(), n
